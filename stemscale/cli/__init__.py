@@ -1,0 +1,77 @@
+"""The ``stemscale`` command line.
+
+Each subcommand lives in its own module with a ``register(subparsers)``
+function; this module only assembles them and turns stemscale's own errors
+into one readable line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from .._version import __version__
+from ..errors import StemscaleError
+
+# Modules that provide subcommands, in the order they appear in --help.
+_SUBCOMMAND_MODULES = [
+    "stemscale.cli.demo",
+    "stemscale.cli.simulate",
+    "stemscale.cli.ingest",
+    "stemscale.cli.info",
+]
+
+DESCRIPTION = """\
+stemscale: picometre strain maps around single-atom defects in 2D materials,
+from one HAADF-STEM frame to terabyte mosaics on Dask.
+
+Start with `stemscale demo`; every subcommand has --help."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="stemscale",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stemscale {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # subcommand not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stemscale`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except StemscaleError as exc:
+        if args.debug or os.environ.get("STEMSCALE_DEBUG"):
+            raise
+        print(f"stemscale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished blocks are kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Reading and writing mosaics: zarr v3 + OME-NGFF, raw file ingest, object storage."""
+
+from .mosaic import (
+    DEFAULT_CHUNKS,
+    DEFAULT_SHARDS,
+    create_mosaic,
+    is_complete,
+    mark_complete,
+    open_mosaic,
+    open_mosaic_group,
+    write_array,
+)
+from .store import is_remote, make_store, remove_store, store_exists
+
+__all__ = [
+    "DEFAULT_CHUNKS",
+    "DEFAULT_SHARDS",
+    "create_mosaic",
+    "is_complete",
+    "mark_complete",
+    "open_mosaic",
+    "open_mosaic_group",
+    "write_array",
+    "is_remote",
+    "make_store",
+    "remove_store",
+    "store_exists",
+]
