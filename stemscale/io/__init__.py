@@ -8,7 +8,10 @@ from .mosaic import (
     mark_complete,
     open_mosaic,
     open_mosaic_group,
+    shard_shape,
     write_array,
+    write_mosaic,
+    write_region,
 )
 from .store import is_remote, make_store, remove_store, store_exists
 
@@ -20,7 +23,10 @@ __all__ = [
     "mark_complete",
     "open_mosaic",
     "open_mosaic_group",
+    "shard_shape",
     "write_array",
+    "write_mosaic",
+    "write_region",
     "is_remote",
     "make_store",
     "remove_store",

@@ -1,9 +1,15 @@
-"""OME-NGFF 0.5 metadata for 2-D STEM mosaics.
+"""OME-NGFF 0.5 ``multiscales`` metadata for 2-D mosaics in Å.
 
-The mosaic is a zarr v3 group whose ``zarr.json`` attributes hold the NGFF
-``ome`` block (axes ``y``, ``x`` in ``angstrom``; one ``scale`` transform per
-level) and a ``stemscale`` block with microscope parameters and provenance.
-These are plain functions of dictionaries so they are trivially testable.
+Pure functions that build and parse plain dictionaries, so they are trivially
+testable.  Conventions (see ``DESIGN.md``):
+
+* axes ``y`` then ``x``, both of type ``space`` with unit ``angstrom``;
+* level ``k`` is level 0 averaged over ``2**k x 2**k`` pixels, stored at path
+  ``str(k)``;
+* the ``translation`` of a level is the position, in Å, of the *centre* of its
+  pixel (0, 0).  Level 0's translation is the mosaic's position (e.g. a stage
+  position); a coarser level's first pixel averages level-0 pixels
+  ``0 .. 2**k - 1``, so its centre sits ``(2**k - 1) / 2`` level-0 pixels further.
 """
 
 from __future__ import annotations
@@ -21,10 +27,37 @@ __all__ = [
     "NGFF_VERSION",
     "SPACE_UNIT",
     "IMAGE_PATH",
+    "level_path",
+    "level_transform",
     "multiscales_metadata",
     "pixel_size_from_attrs",
     "translation_from_attrs",
+    "level_paths_from_attrs",
 ]
+
+
+def level_path(level: int) -> str:
+    """zarr path of resolution level ``level`` inside a mosaic group."""
+    return str(int(level))
+
+
+def level_transform(
+    pixel_size: float, translation: tuple[float, float], level: int
+) -> tuple[float, tuple[float, float]]:
+    """Pixel size (Å) and pixel-(0, 0)-centre translation (Å, (y, x)) of a level.
+
+    Parameters
+    ----------
+    pixel_size
+        Level-0 pixel size in Å.
+    translation
+        Level-0 translation in Å as (y, x).
+    level
+        Resolution level (0 = full resolution, ``k`` = binned by ``2**k``).
+    """
+    factor = 2**level
+    shift = pixel_size * (factor - 1) / 2.0
+    return pixel_size * factor, (float(translation[0]) + shift, float(translation[1]) + shift)
 
 
 def multiscales_metadata(
@@ -52,16 +85,21 @@ def multiscales_metadata(
     dict
         The value to store under the group's ``ome`` attribute.
     """
-    _check_pixel_size(pixel_size, "pixel_size")
+    pixel_size = _check_pixel_size(pixel_size, "pixel_size")
+    if int(levels) < 1:
+        raise MetadataError(f"levels must be >= 1, got {levels!r}")
+    ty, tx = (float(t) for t in translation)
+    if not (math.isfinite(ty) and math.isfinite(tx)):
+        raise MetadataError(f"translation must be two finite numbers of Å, got {translation!r}")
     datasets = []
-    for level in range(levels):
-        scale = pixel_size * 2**level
+    for level in range(int(levels)):
+        scale, (ly, lx) = level_transform(pixel_size, (ty, tx), level)
         datasets.append(
             {
-                "path": str(level),
+                "path": level_path(level),
                 "coordinateTransformations": [
                     {"type": "scale", "scale": [scale, scale]},
-                    {"type": "translation", "translation": [float(translation[0]), float(translation[1])]},
+                    {"type": "translation", "translation": [ly, lx]},
                 ],
             }
         )
@@ -75,6 +113,7 @@ def multiscales_metadata(
                     {"name": "x", "type": "space", "unit": SPACE_UNIT},
                 ],
                 "datasets": datasets,
+                "type": "mean (2x2 binning)" if levels > 1 else "none",
             }
         ],
     }
@@ -90,18 +129,18 @@ def _check_pixel_size(value: Any, what: str) -> float:
     return size
 
 
-def _level0(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _multiscale(attrs: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     ome = attrs.get("ome")
     if not isinstance(ome, Mapping) or "multiscales" not in ome:
         raise MetadataError(
             f"{where} has no OME-NGFF 'multiscales' metadata, so its pixel size is unknown; "
-            "write it with stemscale.io.create_mosaic or ingest the raw file with "
-            "'stemscale ingest'"
+            "write it with stemscale.io.write_mosaic / create_mosaic or ingest the raw file "
+            "with 'stemscale ingest'"
         )
     try:
         multiscale = ome["multiscales"][0]
         axes = [axis["name"] for axis in multiscale["axes"]]
-        dataset = multiscale["datasets"][0]
+        multiscale["datasets"][0]
     except (KeyError, IndexError, TypeError) as exc:
         raise MetadataError(f"{where} has malformed OME-NGFF multiscales metadata ({exc!r})") from None
     if axes[-2:] != ["y", "x"]:
@@ -109,18 +148,33 @@ def _level0(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
     units = [axis.get("unit") for axis in multiscale["axes"][-2:]]
     if any(unit != SPACE_UNIT for unit in units):
         raise MetadataError(f"{where}: expected spatial axes in '{SPACE_UNIT}', found units {units}")
-    return dataset
+    return multiscale
 
 
-def pixel_size_from_attrs(attrs: Mapping[str, Any], where: str = "store") -> float:
-    """Read level 0's pixel size (Å) from a group's NGFF attributes.
+def _dataset(attrs: Mapping[str, Any], where: str, level: int) -> Mapping[str, Any]:
+    datasets = _multiscale(attrs, where)["datasets"]
+    if not 0 <= level < len(datasets):
+        raise MetadataError(
+            f"{where} has {len(datasets)} resolution level(s) (0..{len(datasets) - 1}); "
+            f"level {level} does not exist"
+        )
+    return datasets[level]
+
+
+def level_paths_from_attrs(attrs: Mapping[str, Any], where: str = "store") -> list[str]:
+    """zarr paths of every resolution level, finest first."""
+    return [str(d["path"]) for d in _multiscale(attrs, where)["datasets"]]
+
+
+def pixel_size_from_attrs(attrs: Mapping[str, Any], where: str = "store", level: int = 0) -> float:
+    """Read a level's pixel size (Å) from a group's NGFF attributes.
 
     Raises
     ------
     MetadataError
         When the metadata is missing or malformed, naming ``where``.
     """
-    dataset = _level0(attrs, where)
+    dataset = _dataset(attrs, where, level)
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "scale":
             scale = transform["scale"][-2:]
@@ -130,9 +184,11 @@ def pixel_size_from_attrs(attrs: Mapping[str, Any], where: str = "store") -> flo
     raise MetadataError(f"{where}: NGFF dataset '{dataset.get('path')}' has no 'scale' transform")
 
 
-def translation_from_attrs(attrs: Mapping[str, Any], where: str = "store") -> tuple[float, float]:
-    """Read level 0's translation (Å, as (y, x)); zero when absent."""
-    dataset = _level0(attrs, where)
+def translation_from_attrs(
+    attrs: Mapping[str, Any], where: str = "store", level: int = 0
+) -> tuple[float, float]:
+    """Read a level's translation (Å, as (y, x)); zero when absent."""
+    dataset = _dataset(attrs, where, level)
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "translation":
             ty, tx = transform["translation"][-2:]
