@@ -81,7 +81,7 @@ class ZarrBlockReader:
     def _open(self) -> zarr.Array:
         if self._array is None:
             store = make_store(self.url, storage_options=self.storage_options, read_only=True)
-            self._array = zarr.open_array(store=store, path=self.path, mode="r")
+            self._array = zarr.open_array(store=store, path=self.path, mode="r", zarr_format=3)
         return self._array
 
     def __getitem__(self, key: Any) -> np.ndarray:

@@ -256,8 +256,17 @@ def open_mosaic_group(
     require_store(url, storage_options=storage_options)
     store = make_store(url, storage_options=storage_options, read_only=(mode == "r"))
     try:
-        node = zarr.open(store=store, mode=mode)
+        node = zarr.open(store=store, mode=mode, zarr_format=3)
     except Exception as exc:  # zarr raises several types for non-zarr paths
+        try:  # a clearer message for zarr v2 data (e.g. NGFF 0.4)
+            zarr.open(store=store, mode="r", zarr_format=2)
+        except Exception:
+            pass
+        else:
+            raise MetadataError(
+                f"'{where}' is a zarr v2 store; stemscale mosaics are zarr v3 with OME-NGFF 0.5 "
+                "metadata (convert it with stemscale.io.write_mosaic)"
+            ) from None
         raise MetadataError(
             f"'{where}' is not a readable zarr store ({type(exc).__name__}: {exc}); "
             "a mosaic is a zarr v3 group written by stemscale (see 'stemscale ingest')"
@@ -439,7 +448,7 @@ class _Target:
 
     def open(self) -> zarr.Array:
         store = make_store(self.url, storage_options=self.storage_options)
-        return zarr.open_array(store=store, path=self.path, mode="r+")
+        return zarr.open_array(store=store, path=self.path, mode="r+", zarr_format=3)
 
 
 def _write_block(
