@@ -499,6 +499,13 @@ def _rsciio_read(module: str, where: str, kind: str, **kwargs: Any) -> list[dict
     try:
         return reader(where, **kwargs)
     except Exception as exc:  # the readers raise many types for damaged files
+        if kwargs.get("lazy"):
+            # Some writers store contiguous (unchunked) HDF5 datasets that the lazy
+            # readers cannot wrap; a frame fits in memory, so read it eagerly.
+            try:
+                return reader(where, **{**kwargs, "lazy": False})
+            except Exception:
+                pass
         raise InputError(
             f"cannot read '{where}' as a {kind} file ({type(exc).__name__}: {exc})"
         ) from None

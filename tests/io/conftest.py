@@ -102,7 +102,7 @@ def write_velox_emd(path, image, *, pixel_size_m, high_tension_v=None, convergen
             },
             "Detectors": {"Detector-0": {"DetectorName": det_name}},
             "Acquisition": {"AcquisitionStartDatetime": {"DateTime": "1600000000"}},
-            "Scan": {"DwellTime": "2e-06"},
+            "Scan": {"DwellTime": "2e-06", "FrameTime": "2.1"},
             "Optics": {},
         }
         if high_tension_v is not None:
@@ -122,7 +122,8 @@ def write_velox_emd(path, image, *, pixel_size_m, high_tension_v=None, convergen
             sub = group.create_group(uuid.uuid4().hex)
             arr = np.asarray(img)
             stack = arr[..., None] if arr.ndim == 2 else np.moveaxis(arr, 0, -1)
-            sub.create_dataset("Data", data=stack)
+            # Velox stores each frame in its own HDF5 chunk.
+            sub.create_dataset("Data", data=stack, chunks=stack.shape[:2] + (1,))
             sub.create_dataset("Metadata", data=metadata(name))
 
 
