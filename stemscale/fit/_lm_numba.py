@@ -39,7 +39,7 @@ _jit = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 
 @njit(**_jit)
-def _acc_iso(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
+def _acc_iso(mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H):
     """Objective at ``p`` of the iso model; fills ``g`` and the lower triangle of ``H``."""
     amp, x0, y0, sx, bg = p[0], p[1], p[2], p[3], p[4]
     sy = sx
@@ -69,6 +69,8 @@ def _acc_iso(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
             gk = eyi * ex[j]
             ag = amp * gk
             f = ag + bg
+            if has_off:
+                f += off[k]
             if has_w:
                 wk = wt[k]
             if mle:
@@ -142,7 +144,7 @@ def _acc_iso(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
 
 
 @njit(**_jit)
-def _acc_ell(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
+def _acc_ell(mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H):
     """Objective at ``p`` of the ell model; fills ``g`` and the lower triangle of ``H``."""
     amp, x0, y0, sx, sy, bg = p[0], p[1], p[2], p[3], p[4], p[5]
     isx = 1.0 / sx
@@ -172,6 +174,8 @@ def _acc_ell(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
             gk = eyi * ex[j]
             ag = amp * gk
             f = ag + bg
+            if has_off:
+                f += off[k]
             if has_w:
                 wk = wt[k]
             if mle:
@@ -261,7 +265,7 @@ def _acc_ell(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
 
 
 @njit(**_jit)
-def _acc_rot(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
+def _acc_rot(mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H):
     """Objective at ``p`` of the rot model; fills ``g`` and the lower triangle of ``H``."""
     amp, x0, y0, sx, sy, bg = p[0], p[1], p[2], p[3], p[4], p[5]
     cth = math.cos(p[6])
@@ -289,6 +293,8 @@ def _acc_rot(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
             gk = math.exp(-0.5 * (u * u * isx2 + v * v * isy2))
             ag = amp * gk
             f = ag + bg
+            if has_off:
+                f += off[k]
             if has_w:
                 wk = wt[k]
             if mle:
@@ -395,13 +401,13 @@ def _acc_rot(mle, p, d, wt, has_w, h, w, ex, ey, g, H):
 
 
 @njit(**_jit)
-def _accumulate(code, mle, p, d, wt, has_w, h, w, ex, ey, g, H):
+def _accumulate(code, mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H):
     """Objective at ``p``; fills gradient ``g`` and the lower triangle of ``H``."""
     if code == 1:
-        return _acc_ell(mle, p, d, wt, has_w, h, w, ex, ey, g, H)
+        return _acc_ell(mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H)
     if code == 0:
-        return _acc_iso(mle, p, d, wt, has_w, h, w, ex, ey, g, H)
-    return _acc_rot(mle, p, d, wt, has_w, h, w, ex, ey, g, H)
+        return _acc_iso(mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H)
+    return _acc_rot(mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H)
 
 
 @njit(**_jit)
@@ -452,7 +458,7 @@ def _solve(H, g, lam, free, eps, s, L, delta):
 
 
 @njit(**_jit)
-def _fit_one(code, mle, d, wt, has_w, h, w, p, lo, hi, free, max_it, tol, eps,
+def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_it, tol, eps,
              pt, g, H, gt, Ht, L, s, delta, ex, ey):
     """Fit one window in place (``p`` holds the start, then the result)."""
     P = p.shape[0]
@@ -471,9 +477,11 @@ def _fit_one(code, mle, d, wt, has_w, h, w, p, lo, hi, free, max_it, tol, eps,
             wk = wt[k]
             if not (math.isfinite(wk) and wk >= 0.0):
                 valid = False
+        if has_off and not math.isfinite(off[k]):
+            valid = False
     chi2 = np.nan
     if valid:
-        chi2 = _accumulate(code, mle, p, d, wt, has_w, h, w, ex, ey, g, H)
+        chi2 = _accumulate(code, mle, p, d, wt, has_w, off, has_off, h, w, ex, ey, g, H)
         valid = math.isfinite(chi2)
     if not valid:
         for k in range(P):
@@ -491,7 +499,7 @@ def _fit_one(code, mle, d, wt, has_w, h, w, p, lo, hi, free, max_it, tol, eps,
             pt[k] = v
             if free[k] and not (abs(v - p[k]) <= tol * (abs(p[k]) + tol)):
                 small = False
-        chit = _accumulate(code, mle, pt, d, wt, has_w, h, w, ex, ey, gt, Ht)
+        chit = _accumulate(code, mle, pt, d, wt, has_w, off, has_off, h, w, ex, ey, gt, Ht)
         accept = ok and math.isfinite(chit) and chit <= chi2
         ftol = False
         if accept:
@@ -533,7 +541,7 @@ def _fit_one(code, mle, d, wt, has_w, h, w, p, lo, hi, free, max_it, tol, eps,
 
 
 @njit(parallel=True, **_jit)
-def _kernel(code, mle, data, weights, has_w, h, w, init, lo, hi, free, max_it, tol, eps,
+def _kernel(code, mle, data, weights, has_w, offsets, has_off, h, w, init, lo, hi, free, max_it, tol, eps,
             nchunk, out_p, out_state, out_chi2, out_it):
     n = data.shape[0]
     P = init.shape[1]
@@ -557,7 +565,8 @@ def _kernel(code, mle, data, weights, has_w, h, w, init, lo, hi, free, max_it, t
             r = i if lo.shape[0] > 1 else 0
             q = i if hi.shape[0] > 1 else 0
             wrow = weights[i] if has_w else weights[0]
-            st, chi, it = _fit_one(code, mle, data[i], wrow, has_w, h, w, p, lo[r], hi[q], free,
+            orow = offsets[i] if has_off else offsets[0]
+            st, chi, it = _fit_one(code, mle, data[i], wrow, has_w, orow, has_off, h, w, p, lo[r], hi[q], free,
                                    max_it, tol, eps, pt, g, H, gt, Ht, L, s, delta, ex, ey)
             out_state[i] = st
             out_chi2[i] = chi
@@ -571,7 +580,7 @@ def _n_chunks(n: int) -> int:
 
 def lm_numba(data: np.ndarray, initial: np.ndarray, *, model: GaussianModel,
              window_shape: tuple[int, int], mle: bool, weights: np.ndarray | None,
-             lower: np.ndarray, upper: np.ndarray, free: list[bool], max_iterations: int,
+             offsets: np.ndarray | None, lower: np.ndarray, upper: np.ndarray, free: list[bool], max_iterations: int,
              tolerance: float):
     """Fit every row of ``data`` with the compiled kernel (NumPy in, NumPy out)."""
     n, P = initial.shape
@@ -584,7 +593,9 @@ def lm_numba(data: np.ndarray, initial: np.ndarray, *, model: GaussianModel,
         return out_p, out_state, out_chi2, out_it
     has_w = weights is not None
     wts = weights if has_w else np.ones((1, 1), dtype=np.float64)
-    _kernel(model.code, bool(mle), data, wts, has_w, h, w, initial,
+    has_off = offsets is not None
+    offs = offsets if has_off else np.zeros((1, 1), dtype=np.float64)
+    _kernel(model.code, bool(mle), data, wts, has_w, offs, has_off, h, w, initial,
             np.ascontiguousarray(lower, dtype=np.float64), np.ascontiguousarray(upper, dtype=np.float64),
             np.asarray(free, dtype=np.bool_), int(max_iterations), float(tolerance),
             pivot_epsilon(True), _n_chunks(n), out_p, out_state, out_chi2, out_it)

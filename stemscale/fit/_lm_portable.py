@@ -9,7 +9,8 @@ Algorithm, per fit
 1. Project the start values onto the box ``[lower, upper]``.  Windows or start
    values with NaN/Inf, negative weights, or (Poisson estimator) negative counts
    or a non-positive start model are marked ``INVALID_INPUT``.
-2. Evaluate the model ``f``, Jacobian ``J`` and objective ``chi2``:
+2. Evaluate the model ``f`` (plus the fixed per-pixel ``offset``, e.g. fitted
+   neighbours, when given), Jacobian ``J`` and objective ``chi2``:
 
    * least squares: ``chi2 = sum w (d - f)^2``, gradient ``g = J^T w (d - f)``,
      curvature ``H = J^T w J``;
@@ -152,12 +153,12 @@ def solve_scaled(xp: Any, H: Any, g: Any, lam: Any, free: list[bool], eps: float
 
 def lm_portable(xp: Any, data: Any, initial: Any, *, model: GaussianModel,
                 window_shape: tuple[int, int], mle: bool, weights: Any | None,
-                lower: Any, upper: Any, free: list[bool], max_iterations: int,
+                offsets: Any | None, lower: Any, upper: Any, free: list[bool], max_iterations: int,
                 tolerance: float, chunk_size: int = 32768):
     """Fit every row of ``data``; returns ``(parameters, states, chi_square, iterations)``.
 
     ``lower`` / ``upper`` are ``(1, P)`` or ``(n, P)`` arrays (``-inf`` / ``inf``
-    for free), ``weights`` ``(n, M)``/``(1, M)`` or ``None``.
+    for free), ``weights`` and ``offsets`` ``(n, M)`` or ``None``.
     """
     n = data.shape[0]
     outs = []
@@ -172,7 +173,8 @@ def lm_portable(xp: Any, data: Any, initial: Any, *, model: GaussianModel,
 
             outs.append(_lm_chunk(
                 xp, data[start:stop, ...], initial[start:stop, ...], model, window_shape, mle,
-                rows(weights), rows(lower), rows(upper), free, max_iterations, tolerance,
+                rows(weights), rows(offsets), rows(lower), rows(upper), free, max_iterations,
+                tolerance,
             ))
     if len(outs) == 1:
         return outs[0]
@@ -185,7 +187,12 @@ def _take(xp: Any, a: Any | None, idx: Any):
     return xp.take(a, idx, axis=0)
 
 
-def _lm_chunk(xp, d, p0, model, window_shape, mle, w, lo, hi, free, max_it, tol):
+def _model(xp, model, p, window_shape, off):
+    f, jac = evaluate(xp, model, p, window_shape)
+    return (f, jac) if off is None else (f + off, jac)
+
+
+def _lm_chunk(xp, d, p0, model, window_shape, mle, w, off, lo, hi, free, max_it, tol):
     n, P = p0.shape
     dtype = d.dtype
     double = dtype == xp.float64
@@ -195,12 +202,15 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, lo, hi, free, max_it, tol)
     invalid = ~xp.all(xp.isfinite(d), axis=1) | ~xp.all(xp.isfinite(p), axis=1)
     if w is not None:
         invalid = invalid | ~xp.all(xp.isfinite(w) & (w >= 0), axis=1)
+    if off is not None:
+        invalid = invalid | ~xp.all(xp.isfinite(off), axis=1)
+        off = xp.where(invalid[:, None], xp.zeros_like(off), off)
     if mle:
         invalid = invalid | xp.any(d < 0, axis=1)
     zd = xp.zeros_like(d)
     d = xp.where(invalid[:, None], zd, d)
     p = xp.where(invalid[:, None], xp.zeros_like(p) + 1.0, p)
-    f, jac = evaluate(xp, model, p, window_shape)
+    f, jac = _model(xp, model, p, window_shape, off)
     chi2, g, H = accumulate(xp, d, w, f, jac, mle)
     invalid = invalid | ~xp.isfinite(chi2)
 
@@ -213,6 +223,7 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, lo, hi, free, max_it, tol)
     idx = xp.nonzero(~invalid)[0]
     ap, aH, ag, achi = (xp.take(a, idx, axis=0) for a in (p, H, g, chi2))
     ad, aw, alo, ahi = xp.take(d, idx, axis=0), _take(xp, w, idx), _take(xp, lo, idx), _take(xp, hi, idx)
+    aoff = None if off is None else xp.take(off, idx, axis=0)
     alam = xp.full((idx.shape[0],), LAMBDA_START, **_kw(xp, d))
 
     for _ in range(max_it):
@@ -223,7 +234,7 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, lo, hi, free, max_it, tol)
         pt = xp.minimum(xp.maximum(ap + delta, alo), ahi)
         step_small = (xp.abs(pt - ap) <= tol * (xp.abs(ap) + tol)) | ~freevec
         small = xp.all(step_small, axis=1)
-        ft, jt = evaluate(xp, model, pt, window_shape)
+        ft, jt = _model(xp, model, pt, window_shape, aoff)
         chit, gt, Ht = accumulate(xp, ad, aw, ft, jt, mle)
         accept = ok & xp.isfinite(chit) & (chit <= achi)
         ftol = accept & ((achi - chit) <= tol * chit)
@@ -247,6 +258,7 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, lo, hi, free, max_it, tol)
         idx = xp.take(idx, keep, axis=0)
         ap, aH, ag, achi, alam, ad = (xp.take(a, keep, axis=0) for a in (ap, aH, ag, achi, alam, ad))
         aw, alo, ahi = _take(xp, aw, keep), _take(xp, alo, keep), _take(xp, ahi, keep)
+        aoff = None if aoff is None else xp.take(aoff, keep, axis=0)
 
     state = xp.where(state == RUNNING, xp.full_like(state, int(FitState.MAX_ITERATIONS)), state)
     params, state = finalize(xp, params, state, model, window_shape)

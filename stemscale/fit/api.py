@@ -119,6 +119,7 @@ def fit_batch(
     model: str | GaussianModel = "gauss2d_elliptic",
     estimator: str = "lse",
     weights: Any | None = None,
+    offset: Any | None = None,
     bounds: tuple[Any, Any] | None = None,
     fit_mask: Sequence[bool] | None = None,
     max_iterations: int = 25,
@@ -145,6 +146,9 @@ def fit_batch(
     weights
         ``(n_fits, n_pixels)`` least-squares weights, e.g. ``1 / variance``
         (``lse`` only).
+    offset
+        ``(n_fits, n_pixels)`` fixed values added to the model, e.g. the fitted
+        tails of neighbouring columns (see :func:`stemscale.fit.fit_with_neighbours`).
     bounds
         ``(lower, upper)``, each ``(n_parameters,)`` or ``(n_fits,
         n_parameters)``; ``-inf`` / ``inf`` (or ``None``) leave a side free.
@@ -215,8 +219,9 @@ def fit_batch(
         free = [bool(v) for v in fit_mask]
         if len(free) != P:
             raise InputError(f"fit_mask needs {P} entries for model {m.name}, got {len(free)}")
-    if weights is not None and tuple(weights.shape) not in ((n, h * w), (n, h, w)):
-        raise InputError(f"weights must have the shape of data ({n}, {h * w}), got {tuple(weights.shape)}")
+    for name, arr in (("weights", weights), ("offset", offset)):
+        if arr is not None and tuple(arr.shape) not in ((n, h * w), (n, h, w)):
+            raise InputError(f"{name} must have the shape of data ({n}, {h * w}), got {tuple(arr.shape)}")
 
     if backend == "auto":
         backend = {"numpy": "numba", "torch": "torch", "cupy": "cupy"}[kind]
@@ -228,13 +233,13 @@ def fit_batch(
     t0 = time.perf_counter()
     if backend == "numba":
         params, states, chi2, iters = _run_numba(data, initial, m, (h, w), estimator, weights,
-                                                 bounds, free, max_iterations, tolerance)
+                                                 offset, bounds, free, max_iterations, tolerance)
     elif backend == "cupy":
         from ._lm_cuda import lm_cuda
 
         params, states, chi2, iters = lm_cuda(
             data, initial, model=m, window_shape=(h, w), mle=estimator == "mle", weights=weights,
-            bounds=bounds, free=free, max_iterations=int(max_iterations), tolerance=float(tolerance),
+            offsets=offset, bounds=bounds, free=free, max_iterations=int(max_iterations), tolerance=float(tolerance),
         )
     else:
         if backend == "torch" and kind == "numpy":
@@ -243,8 +248,9 @@ def fit_batch(
             data = torch.from_numpy(np.ascontiguousarray(data))
             initial = torch.from_numpy(np.ascontiguousarray(initial))
             weights = None if weights is None else torch.from_numpy(np.ascontiguousarray(weights))
+            offset = None if offset is None else torch.from_numpy(np.ascontiguousarray(offset))
         params, states, chi2, iters = _run_portable(data, initial, m, (h, w), estimator, weights,
-                                                    bounds, free, max_iterations, tolerance)
+                                                    offset, bounds, free, max_iterations, tolerance)
     elapsed = time.perf_counter() - t0
     return FitResult(params, states, chi2, iters, m.name, estimator, backend, (h, w),
                      m.parameter_names, elapsed, tuple(free))
@@ -273,7 +279,7 @@ def _bounds_numpy(bounds, n: int, P: int, dtype) -> tuple[np.ndarray, np.ndarray
     return out[0], out[1]
 
 
-def _run_numba(data, initial, m, shape, estimator, weights, bounds, free, max_it, tol):
+def _run_numba(data, initial, m, shape, estimator, weights, offset, bounds, free, max_it, tol):
     from ._lm_numba import lm_numba
 
     data = np.asarray(data)
@@ -283,12 +289,14 @@ def _run_numba(data, initial, m, shape, estimator, weights, bounds, free, max_it
     lo, hi = _bounds_numpy(bounds, data.shape[0], m.n_parameters, np.float64)
     if weights is not None:
         weights = np.ascontiguousarray(np.asarray(weights, dtype=np.float64).reshape(data.shape))
+    if offset is not None:
+        offset = np.ascontiguousarray(np.asarray(offset, dtype=np.float64).reshape(data.shape))
     return lm_numba(np.ascontiguousarray(data), init, model=m, window_shape=shape,
-                    mle=estimator == "mle", weights=weights, lower=lo, upper=hi, free=free,
+                    mle=estimator == "mle", weights=weights, offsets=offset, lower=lo, upper=hi, free=free,
                     max_iterations=int(max_it), tolerance=float(tol))
 
 
-def _run_portable(data, initial, m, shape, estimator, weights, bounds, free, max_it, tol):
+def _run_portable(data, initial, m, shape, estimator, weights, offset, bounds, free, max_it, tol):
     import array_api_compat
 
     from ._lm_portable import lm_portable
@@ -302,9 +310,11 @@ def _run_portable(data, initial, m, shape, estimator, weights, bounds, free, max
     init = xp.asarray(initial, dtype=dtype, device=dev)
     if weights is not None:
         weights = xp.reshape(xp.asarray(weights, dtype=dtype, device=dev), tuple(data.shape))
+    if offset is not None:
+        offset = xp.reshape(xp.asarray(offset, dtype=dtype, device=dev), tuple(data.shape))
     lo_np, hi_np = _bounds_numpy(bounds, data.shape[0], m.n_parameters, np.float64)
     lo = xp.asarray(lo_np, dtype=dtype, device=dev)
     hi = xp.asarray(hi_np, dtype=dtype, device=dev)
     return lm_portable(xp, data, init, model=m, window_shape=shape, mle=estimator == "mle",
-                       weights=weights, lower=lo, upper=hi, free=free,
+                       weights=weights, offsets=offset, lower=lo, upper=hi, free=free,
                        max_iterations=int(max_it), tolerance=float(tol))
