@@ -118,5 +118,10 @@ def connect(cluster_or_address=None, **options: Any):
     if cluster_or_address is None:
         cluster_or_address = make_cluster("local", **options)
     elif isinstance(cluster_or_address, str):
+        if cluster_or_address.endswith(".json"):
+            # A scheduler file written by `dask scheduler --scheduler-file` (batch jobs).
+            if not os.path.exists(cluster_or_address):
+                raise InputError(f"scheduler file '{cluster_or_address}' does not exist")
+            return Client(scheduler_file=cluster_or_address)
         cluster_or_address = make_cluster(cluster_or_address, **options)
     return Client(cluster_or_address)
