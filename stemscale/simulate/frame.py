@@ -86,6 +86,7 @@ def simulate_frame(
     labels: bool = True,
     label_area_px: float = 38.0,
     origin: tuple[int, int] = (0, 0),
+    render_tile: int | None = None,
 ) -> Frame:
     """Simulate an ADF-STEM frame of a 2D material with exact ground truth.
 
@@ -110,27 +111,31 @@ def simulate_frame(
     origin
         Global pixel index (row, col) of the frame's pixel (0, 0): a frame is
         a window of the same infinite image a mosaic with this seed shows.
+    render_tile
+        ``None`` renders the frame in one piece (fastest).  An integer renders
+        it on the global grid of tiles of that size, as
+        :func:`~stemscale.simulate.simulate_mosaic` does (default 512 there):
+        then the frame equals the same window of such a mosaic bit for bit.
 
     Returns
     -------
     Frame
     """
     h, w = check_shape(shape)
-    oy, ox = check_shape(tuple(int(o) + 1 for o in origin), "origin") if min(origin) >= 0 else (None, None)
-    if oy is None:
-        raise InputError(f"origin must be two non-negative pixel indices, got {origin!r}")
-    oy, ox = oy - 1, ox - 1
+    try:
+        oy, ox = (int(o) for o in origin)
+        if any(isinstance(o, bool) or int(o) != o for o in origin):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InputError(f"origin must be two integer pixel indices (row, col), got {origin!r}") from None
     scene = Scene(sample, microscope, distortions, dose_e_per_a2, seed, label_area_px)
-    expected = np.empty((h, w), dtype=np.float64)
-    masks = {name: np.zeros((h, w), dtype=bool) for name in LABEL_CHANNELS} if labels else {}
-    tile = max(h, w) if h * w <= _FRAME_TILE**2 * 4 else _FRAME_TILE
-    for ty in range(0, h, tile):
-        for tx in range(0, w, tile):
-            th, tw = min(tile, h - ty), min(tile, w - tx)
-            out = scene.render(oy + ty, ox + tx, th, tw, labels=labels)
-            expected[ty : ty + th, tx : tx + tw] = out["expected"]
-            for name in masks:
-                masks[name][ty : ty + th, tx : tx + tw] = out[name]
+    if render_tile is None and h * w > _FRAME_TILE**2 * 4:
+        render_tile = _FRAME_TILE  # bounded memory for very large frames
+    if render_tile is not None and (not isinstance(render_tile, (int, np.integer)) or render_tile < 32):
+        raise InputError(f"render_tile must be None or an integer >= 32 pixels, got {render_tile!r}")
+    rendered = scene.render_region(oy, ox, h, w, tile=render_tile, labels=labels)
+    expected = rendered.pop("expected")
+    masks = rendered
     image = scene.detect(expected, oy, ox)
     background = (scene.electrons_per_pixel * scene.background(oy, ox, h, w)).astype(np.float32)
     truth = scene.truth(oy, ox, h, w)

@@ -111,7 +111,8 @@ def render_tile(
     c = np.stack([np.asarray(w, dtype=np.float64)[sel] for w in weights]).astype(np.complex128)
     # Type-1 NUFFT: sum_a c_a exp(-i (ky ty_a + kx tx_a)); modes in FFT order.
     modes = finufft.nufft2d1(
-        ty, tx, c if nch > 1 else c[0], (my, 2 * mxh - 1), eps=NUFFT_EPS, isign=-1, modeord=1, nthreads=1
+        ty, tx, c if nch > 1 else c[0], (my, 2 * mxh - 1), eps=NUFFT_EPS, isign=-1, modeord=1, nthreads=1,
+        upsampfac=1.25, fftw=64,  # small upsampling is fastest here; FFTW_ESTIMATE plans are reproducible
     ).reshape(nch, my, 2 * mxh - 1)[:, :, :mxh]
     hy = my // 2
     for ch, kernel in enumerate(kernels):
