@@ -14,6 +14,7 @@ from .errors import (
     MosaicNotFoundError,
     StemscaleError,
 )
+from . import accessor as _accessor  # noqa: F401  (registers DataArray.stem)
 from .io import open_mosaic
 from .metadata import AcquisitionMetadata
 

@@ -69,6 +69,8 @@ class BlockConfig:
         How far (px) a column candidate may move to the local image maximum.
     tolerance, max_iterations
         Fit convergence; tight so fits from nearby starts agree to < 1e-6 px.
+    translation_angstrom
+        Position (y, x) in Å of the mosaic's pixel (0, 0), added to Å coordinates.
     """
 
     pixel_size_angstrom: float
@@ -84,6 +86,7 @@ class BlockConfig:
     snap_radius: int = 3
     tolerance: float = 1e-10
     max_iterations: int = 100
+    translation_angstrom: tuple[float, float] = (0.0, 0.0)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -262,8 +265,9 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
         bad = ~(np.isfinite(atoms["x_px"]) & np.isfinite(atoms["y_px"]))
         atoms.loc[bad, "x_px"] = seeds["x_px"].to_numpy()[bad] + ox
         atoms.loc[bad, "y_px"] = seeds["y_px"].to_numpy()[bad] + oy
-        atoms["x_A"] = atoms["x_px"] * ps
-        atoms["y_A"] = atoms["y_px"] * ps
+        ty, tx = config.translation_angstrom
+        atoms["x_A"] = atoms["x_px"] * ps + tx
+        atoms["y_A"] = atoms["y_px"] * ps + ty
         atoms["block"] = spec.key
         atoms = _typed(keep_owned(atoms, spec.core), ATOM_COLUMNS)
 
@@ -274,8 +278,9 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
     # Place on sites using all refined columns of the window (not just owned ones).
     all_atoms = atoms if columns.empty else _global_fits(fits, seeds, ox, oy)
     defects = _place_defects(defects, all_atoms, lattice_nn)
-    defects["x_A"] = defects["x_px"] * ps
-    defects["y_A"] = defects["y_px"] * ps
+    ty, tx = config.translation_angstrom
+    defects["x_A"] = defects["x_px"] * ps + tx
+    defects["y_A"] = defects["y_px"] * ps + ty
     defects["block"] = spec.key
     defects = _typed(keep_owned(defects, spec.core), DEFECT_COLUMNS)
     return atoms, defects

@@ -187,10 +187,13 @@ def run_mosaic(
     group, array = _reader(url, storage_options)
     from ..io.ngff import pixel_size_from_attrs
 
+    from ..io.ngff import translation_from_attrs
+
     pixel_size = pixel_size_from_attrs(dict(group.attrs), str(url))
     if config is None:
         config = BlockConfig(pixel_size_angstrom=pixel_size,
-                             stats=mosaic_statistics(url, storage_options=storage_options))
+                             stats=mosaic_statistics(url, storage_options=storage_options),
+                             translation_angstrom=translation_from_attrs(dict(group.attrs), str(url)))
     elif abs(config.pixel_size_angstrom - pixel_size) > 1e-9 * pixel_size:
         raise InputError(
             f"config pixel size {config.pixel_size_angstrom} Å differs from the mosaic's {pixel_size} Å"
