@@ -117,6 +117,10 @@ class StemAccessor:
         config = self.config(storage_options=storage_options, **options)
         specs = plan_blocks(self._obj.shape, block_shape or (self._obj.chunks or self._obj.shape), config.halo)
         source = self._source(storage_options)
+        if not isinstance(source, str):
+            # In-memory pixels: one shared graph node instead of a copy per block.
+            pair = self.find(block_shape=block_shape, storage_options=storage_options, **options)
+            return pair[0] if func is _atoms_of else pair[1]
         return dd.from_map(func, specs, source=source, config=config,
                            storage_options=storage_options, meta=meta,
                            divisions=None, enforce_metadata=False)
@@ -154,6 +158,8 @@ class StemAccessor:
         config = self.config(storage_options=storage_options, **options)
         specs = plan_blocks(self._obj.shape, block_shape or (self._obj.chunks or self._obj.shape), config.halo)
         source = self._source(storage_options)
+        if not isinstance(source, str):
+            source = dask.delayed(source, pure=True)
         parts = [dask.delayed(_block_tables, pure=True)(spec, source, config, storage_options)
                  for spec in specs]
         atoms = dd.from_delayed([p[0] for p in parts], meta=empty_atoms(), verify_meta=False)

@@ -86,23 +86,27 @@ def _storage_options(items: list[str]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _dask_progress(progress: Progress, description: str) -> Iterator[None]:
-    """Show Dask task completion of the local scheduler in a rich progress bar."""
+    """Show task completion of the local Dask scheduler in a rich progress bar."""
     from dask.callbacks import Callback
 
-    task = progress.add_task(description, total=None)
+    tasks: list[Any] = []
 
     class _Bar(Callback):
         def _start_state(self, dsk, state):
-            progress.update(task, total=len(state["ready"]) + len(state["waiting"])
-                            + len(state["running"]) + len(state["finished"]),
-                            completed=len(state["finished"]))
+            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            if not tasks:  # created on the first computation, so errors before it show none
+                tasks.append(progress.add_task(description, total=total))
+            else:  # a later computation (pyramid level): extend the bar
+                current = progress.tasks[tasks[0]]
+                progress.update(tasks[0], total=(current.total or 0) + total)
 
         def _posttask(self, key, result, dsk, state, worker_id):
-            progress.update(task, completed=len(state["finished"]))
+            progress.advance(tasks[0], 1)
 
     with _Bar():
         yield
-    progress.update(task, completed=progress.tasks[task].total or 0)
+    if tasks:
+        progress.update(tasks[0], completed=progress.tasks[tasks[0]].total or 0)
 
 
 def run(args: argparse.Namespace) -> int:

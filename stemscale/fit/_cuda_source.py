@@ -241,7 +241,14 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     int state = ST_RUNNING, it = 0;
     while (it < max_it) {
         ++it;
-        const bool ok = solve<P>(H, g, lam, freem, eps, delta);
+        // parameters on a bound whose gradient pushes outwards sit this step out
+        int fit_k[P];
+#pragma unroll
+        for (int k = 0; k < P; ++k) {
+            const bool held = (p[k] <= lo[k] && g[k] < 0) || (p[k] >= hi[k] && g[k] > 0);
+            fit_k[k] = freem[k] && !held;
+        }
+        const bool ok = solve<P>(H, g, lam, fit_k, eps, delta);
         bool small = true;
 #pragma unroll
         for (int k = 0; k < P; ++k) {

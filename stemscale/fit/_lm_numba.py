@@ -459,7 +459,7 @@ def _solve(H, g, lam, free, eps, s, L, delta):
 
 @njit(**_jit)
 def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_it, tol, eps,
-             pt, g, H, gt, Ht, L, s, delta, ex, ey):
+             pt, g, H, gt, Ht, L, s, delta, ex, ey, fit_k):
     """Fit one window in place (``p`` holds the start, then the result)."""
     P = p.shape[0]
     M = d.shape[0]
@@ -492,7 +492,11 @@ def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_i
     it = 0
     while it < max_it:
         it += 1
-        ok = _solve(H, g, lam, free, eps, s, L, delta)
+        # parameters on a bound whose gradient pushes outwards sit this step out
+        for k in range(P):
+            held = (p[k] <= lo[k] and g[k] < 0.0) or (p[k] >= hi[k] and g[k] > 0.0)
+            fit_k[k] = free[k] and not held
+        ok = _solve(H, g, lam, fit_k, eps, s, L, delta)
         small = True
         for k in range(P):
             v = min(max(p[k] + delta[k], lo[k]), hi[k])
@@ -558,6 +562,7 @@ def _kernel(code, mle, data, weights, has_w, offsets, has_off, h, w, init, lo, h
         L = np.zeros((P, P))
         ex = np.empty(w)
         ey = np.empty(h)
+        fit_k = np.empty(P, dtype=np.bool_)
         for i in range(start, stop):
             p = out_p[i]
             for k in range(P):
@@ -567,7 +572,7 @@ def _kernel(code, mle, data, weights, has_w, offsets, has_off, h, w, init, lo, h
             wrow = weights[i] if has_w else weights[0]
             orow = offsets[i] if has_off else offsets[0]
             st, chi, it = _fit_one(code, mle, data[i], wrow, has_w, orow, has_off, h, w, p, lo[r], hi[q], free,
-                                   max_it, tol, eps, pt, g, H, gt, Ht, L, s, delta, ex, ey)
+                                   max_it, tol, eps, pt, g, H, gt, Ht, L, s, delta, ex, ey, fit_k)
             out_state[i] = st
             out_chi2[i] = chi
             out_it[i] = it

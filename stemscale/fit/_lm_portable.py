@@ -22,6 +22,9 @@ Algorithm, per fit
    system ``(S H S + lambda I) z = S g`` with ``S = diag(H)^-1/2`` by Cholesky
    (a pivot below ``eps * (1 + lambda)``, or a zero curvature, is ``SINGULAR``),
    step ``delta = S z``, project ``p + delta`` onto the box and evaluate it.
+   Parameters sitting on a bound with the gradient pointing out of the box
+   are held for that step (left out of the system), so that the fit stops at
+   the constrained optimum rather than where the projected step vanishes.
    A trial with a finite ``chi2`` not above the current one is accepted and
    ``lambda /= 10``; otherwise ``lambda *= 10``.  The fit has ``CONVERGED`` when
    an accepted step lowered ``chi2`` by at most ``tolerance * chi2``, or when
@@ -91,33 +94,33 @@ def accumulate(xp: Any, d: Any, w: Any | None, f: Any, jac: Any, mle: bool):
     return chi2, g, H
 
 
-def solve_scaled(xp: Any, H: Any, g: Any, lam: Any, free: list[bool], eps: float):
+def solve_scaled(xp: Any, H: Any, g: Any, lam: Any, free: Any, eps: float):
     """Solve ``(S H S + lam I) z = S g``, ``delta = S z`` for every fit by a scaled Cholesky.
 
-    Returns ``delta (n, P)`` and ``ok (n,)``; ``ok`` is False where the matrix is
-    singular (``delta`` is then zero).
+    ``free`` is a list of ``P`` booleans or an ``(n, P)`` boolean array;
+    parameters not free get a zero step.  Returns ``delta (n, P)`` and
+    ``ok (n,)``; ``ok`` is False where the matrix is singular (``delta`` is
+    then zero).
     """
     n, P = g.shape
     zeros = xp.zeros((n,), **_kw(xp, g))
     ones = xp.ones((n,), **_kw(xp, g))
     ok = xp.ones((n,), **_kw(xp, g, xp.bool))
+    if isinstance(free, (list, tuple)):
+        fcol = [xp.full((n,), bool(f), **_kw(xp, g, xp.bool)) for f in free]
+    else:
+        fcol = [free[:, k] for k in range(P)]
     s = []
     for k in range(P):
-        if free[k]:
-            hkk = H[:, k, k]
-            good = xp.isfinite(hkk) & (hkk > 0)
-            ok = ok & good
-            s.append(xp.where(good, 1.0 / xp.sqrt(xp.where(good, hkk, ones)), zeros))
-        else:
-            s.append(zeros)
+        hkk = H[:, k, k]
+        good = xp.isfinite(hkk) & (hkk > 0)
+        ok = ok & (good | ~fcol[k])
+        s.append(xp.where(good & fcol[k], 1.0 / xp.sqrt(xp.where(good, hkk, ones)), zeros))
     ok = ok & xp.isfinite(lam)
     L: list[list[Any]] = [[None] * P for _ in range(P)]
     thresh = eps * (1.0 + lam)
     for j in range(P):
-        if free[j]:
-            sjj = 1.0 + lam
-        else:
-            sjj = ones
+        sjj = xp.where(fcol[j], 1.0 + lam, ones)
         for k in range(j):
             sjj = sjj - L[j][k] * L[j][k]
         good = sjj > thresh
@@ -125,10 +128,7 @@ def solve_scaled(xp: Any, H: Any, g: Any, lam: Any, free: list[bool], eps: float
         ljj = xp.sqrt(xp.where(good, sjj, ones))
         L[j][j] = ljj
         for i in range(j + 1, P):
-            if free[i] and free[j]:
-                aij = H[:, i, j] * s[i] * s[j]
-            else:
-                aij = zeros
+            aij = H[:, i, j] * s[i] * s[j]          # zero unless both are free
             for k in range(j):
                 aij = aij - L[i][k] * L[j][k]
             L[i][j] = aij / ljj
@@ -230,7 +230,9 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, off, lo, hi, free, max_it,
         if idx.shape[0] == 0:
             break
         iters[idx] = iters[idx] + 1
-        delta, ok = solve_scaled(xp, aH, ag, alam, free, eps)
+        # parameters on a bound whose gradient pushes outwards sit this step out
+        held = ((ap <= alo) & (ag < 0)) | ((ap >= ahi) & (ag > 0))
+        delta, ok = solve_scaled(xp, aH, ag, alam, freevec & ~held, eps)
         pt = xp.minimum(xp.maximum(ap + delta, alo), ahi)
         step_small = (xp.abs(pt - ap) <= tol * (xp.abs(ap) + tol)) | ~freevec
         small = xp.all(step_small, axis=1)

@@ -13,6 +13,9 @@ from .mosaic import (
     write_mosaic,
     write_region,
 )
+from .example_data import temul_mos2_frame_path
+from .frames import Frame, read_frame
+from .ingest import ingest, read_positions
 from .store import is_remote, make_store, remove_store, store_exists
 
 __all__ = [
@@ -27,6 +30,11 @@ __all__ = [
     "write_array",
     "write_mosaic",
     "write_region",
+    "Frame",
+    "read_frame",
+    "ingest",
+    "read_positions",
+    "temul_mos2_frame_path",
     "is_remote",
     "make_store",
     "remove_store",

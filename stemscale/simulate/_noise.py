@@ -18,7 +18,7 @@ from ._hash import STREAM, _draw, _pixel_state, seed_key
 __all__ = ["poisson_counts", "gaussian_noise"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _poisson_one(lam: float, state: np.uint64) -> float:
     if not lam > 0.0:
         return 0.0
@@ -57,7 +57,7 @@ def _poisson_one(lam: float, state: np.uint64) -> float:
             return float(k)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _poisson_field(lam, row0, col0, key, out):
     h, w = lam.shape
     for i in range(h):
@@ -66,7 +66,7 @@ def _poisson_field(lam, row0, col0, key, out):
             out[i, j] = _poisson_one(lam[i, j], state)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _normal_field(row0, col0, key, out):
     h, w = out.shape
     for i in range(h):
