@@ -52,6 +52,7 @@ typedef DATA_T data_t;
 #define ST_DIVERGED 3
 #define ST_LEFT_WINDOW 4
 #define ST_INVALID 5
+#define ST_NO_PEAK 6
 #define MAX_EDGE 64
 #define LAMBDA_START 1e-3
 #define LAMBDA_FACTOR 10
@@ -215,6 +216,7 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     real_t ex[MAX_EDGE], ey[MAX_EDGE];
     real_t g[P], gt[P], pt[P], delta[P], H[P * (P + 1) / 2], Ht[P * (P + 1) / 2];
     bool valid = true;
+    real_t dmax = 0;
 #pragma unroll
     for (int k = 0; k < P; ++k) {
         p[k] = clampr(p[k], lo[k], hi[k]);
@@ -223,6 +225,7 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     for (int k = 0; k < M; ++k) {
         const real_t dk = (real_t)d[k];
         if (!is_finite(dk) || (mle && dk < 0)) valid = false;
+        else dmax = FABS(dk) > dmax ? FABS(dk) : dmax;
         if (wt && !(is_finite(wt[k]) && wt[k] >= 0)) valid = false;
         if (off && !is_finite(off[k])) valid = false;
     }
@@ -284,7 +287,9 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
         return;
     }
     if (state == ST_CONVERGED || state == ST_MAX_ITERATIONS) {
-        if (p[1] < (real_t)-0.5 || p[1] > w - (real_t)0.5 || p[2] < (real_t)-0.5 || p[2] > h - (real_t)0.5)
+        if (!(p[0] > (real_t)1e-6 * dmax) || dmax == 0)
+            state = ST_NO_PEAK;
+        else if (p[1] < (real_t)-0.5 || p[1] > w - (real_t)0.5 || p[2] < (real_t)-0.5 || p[2] > h - (real_t)0.5)
             state = ST_LEFT_WINDOW;
     }
     p[3] = FABS(p[3]);

@@ -28,6 +28,7 @@ _SINGULAR = int(FitState.SINGULAR)
 _DIVERGED = int(FitState.DIVERGED)
 _LEFT_WINDOW = int(FitState.LEFT_WINDOW)
 _INVALID = int(FitState.INVALID_INPUT)
+_NO_PEAK = int(FitState.NO_PEAK)
 _INF = np.inf
 
 _jit = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
@@ -464,6 +465,7 @@ def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_i
     P = p.shape[0]
     M = d.shape[0]
     valid = True
+    dmax = 0.0
     for k in range(P):
         v = min(max(p[k], lo[k]), hi[k])
         p[k] = v
@@ -473,6 +475,8 @@ def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_i
         dk = d[k]
         if not math.isfinite(dk) or (mle and dk < 0.0):
             valid = False
+        else:
+            dmax = max(dmax, abs(dk))
         if has_w:
             wk = wt[k]
             if not (math.isfinite(wk) and wk >= 0.0):
@@ -536,7 +540,9 @@ def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_i
     if state == _CONVERGED or state == _MAX_ITERATIONS:
         x = p[1]
         y = p[2]
-        if x < -0.5 or x > w - 0.5 or y < -0.5 or y > h - 0.5:
+        if not (p[0] > 1e-6 * dmax) or dmax == 0.0:
+            state = _NO_PEAK
+        elif x < -0.5 or x > w - 0.5 or y < -0.5 or y > h - 0.5:
             state = _LEFT_WINDOW
     p[3] = abs(p[3])
     if code != 0:

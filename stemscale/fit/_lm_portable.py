@@ -30,8 +30,10 @@ Algorithm, per fit
    an accepted step lowered ``chi2`` by at most ``tolerance * chi2``, or when
    every free parameter's trial step is at most ``tolerance * (|p| + tolerance)``.
 4. After ``max_iterations`` trial steps a running fit is ``MAX_ITERATIONS``.
-   Non-finite parameters become NaN with ``DIVERGED``; a centre outside the
-   window (by more than half a pixel) is ``LEFT_WINDOW``.  Widths are returned
+   Non-finite parameters become NaN with ``DIVERGED``; an amplitude not above
+   ``1e-6`` of the window's largest absolute value (or any amplitude in an
+   all-zero window) is ``NO_PEAK``; a centre outside the window (by more than
+   half a pixel) is ``LEFT_WINDOW``.  Widths are returned
    as absolute values.
 
 Fits that have converged are removed from the working set, so a batch costs
@@ -263,13 +265,13 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, off, lo, hi, free, max_it,
         aoff = None if aoff is None else xp.take(aoff, keep, axis=0)
 
     state = xp.where(state == RUNNING, xp.full_like(state, int(FitState.MAX_ITERATIONS)), state)
-    params, state = finalize(xp, params, state, model, window_shape)
+    params, state = finalize(xp, params, state, model, window_shape, xp.max(xp.abs(d), axis=1))
     return params, state, chi_out, iters
 
 
 def finalize(xp: Any, params: Any, state: Any, model: GaussianModel,
-             window_shape: tuple[int, int]):
-    """Apply the after-fit rules: NaN and ``DIVERGED``, ``LEFT_WINDOW``, ``|sigma|``."""
+             window_shape: tuple[int, int], data_max: Any):
+    """After-fit rules: NaN and ``DIVERGED``, ``NO_PEAK``, ``LEFT_WINDOW``, ``|sigma|``."""
     h, w = window_shape
     valid = state != int(FitState.INVALID_INPUT)
     finite = xp.all(xp.isfinite(params), axis=1)
@@ -279,7 +281,10 @@ def finalize(xp: Any, params: Any, state: Any, model: GaussianModel,
     x, y = params[:, model.x_index], params[:, model.y_index]
     outside = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
     movable = (state == int(FitState.CONVERGED)) | (state == int(FitState.MAX_ITERATIONS))
-    state = xp.where(movable & outside, xp.full_like(state, int(FitState.LEFT_WINDOW)), state)
+    amp = params[:, model.amplitude_index]
+    no_peak = ~(amp > 1e-6 * data_max) | (data_max == 0)
+    state = xp.where(movable & no_peak, xp.full_like(state, int(FitState.NO_PEAK)),
+                     xp.where(movable & outside, xp.full_like(state, int(FitState.LEFT_WINDOW)), state))
     cols = [params[:, k] for k in range(params.shape[1])]
     for k in model.sigma_indices:
         cols[k] = xp.abs(cols[k])

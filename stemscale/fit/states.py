@@ -34,6 +34,10 @@ class FitState(IntEnum):
     INVALID_INPUT
         The window or start values hold NaN/Inf, or, for the Poisson
         estimator, negative counts or a non-positive start model.
+    NO_PEAK
+        The fit ended with an amplitude that is not positive (or below
+        ``1e-6`` of the window's largest value): an empty, flat or dark window
+        whose position means nothing.
     """
 
     CONVERGED = 0
@@ -42,6 +46,7 @@ class FitState(IntEnum):
     DIVERGED = 3
     LEFT_WINDOW = 4
     INVALID_INPUT = 5
+    NO_PEAK = 6
 
 
 #: Internal marker for fits still iterating (never returned).
