@@ -203,3 +203,45 @@ def test_berkeley_emd(tmp_path, counts):
     assert frame.high_tension_kv == pytest.approx(300.0)
     assert frame.convergence_mrad == pytest.approx(21.4)
     assert frame.extra["emd_variant"] == "Berkeley"
+
+
+# --------------------------------------------------------------------------- DM3 / DM4
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_dm_calibration_optics_stage_and_dose(tmp_path, counts, version):
+    from .dmfile import write_dm
+
+    path = tmp_path / f"frame.dm{version}"
+    tags = {
+        "Microscope Info": {
+            "Voltage": 80000.0,  # V
+            "Probe Current (nA)": 0.025,  # the paper's 25 pA
+            "Stage Position": {"Stage X": 1.5, "Stage Y": -2.0},  # µm
+        },
+        "DigiScan": {"Sample Time": 2.0},  # µs dwell
+    }
+    write_dm(path, counts, version=version, scale=20.74, units="pm", image_tags=tags)
+    frame = read_frame(path, lazy=False)
+    np.testing.assert_array_equal(frame.data, counts)
+    assert frame.pixel_size_angstrom == pytest.approx(PS_A)
+    assert frame.high_tension_kv == pytest.approx(80.0)
+    assert frame.position_angstrom == pytest.approx((-2.0e4, 1.5e4))
+    # The paper's frame: 25 pA x 2 µs on 20.74 pm pixels is about 7,300 e-/Å².
+    assert frame.dose_e_per_a2 == pytest.approx(7300, rel=0.01)
+
+
+def test_dm_uncalibrated_and_stack(tmp_path, rng):
+    from .dmfile import write_dm
+
+    flat = tmp_path / "flat.dm4"
+    write_dm(flat, np.ones((8, 8), np.float32), scale=1.0, units="")
+    with pytest.raises(MetadataError, match="no pixel size.*--pixel-size"):
+        read_frame(flat)
+    stack = rng.poisson(9, size=(3, 16, 24)).astype(np.uint16)
+    path = tmp_path / "stack.dm4"
+    write_dm(path, stack, scale=0.02, units="nm")
+    with pytest.raises(InputError, match=r"stack of 3 frames of 16 x 24 px.*--sum"):
+        read_frame(path)
+    mean = read_frame(path, reduce="mean", lazy=False).data
+    np.testing.assert_allclose(mean, stack.mean(axis=0), rtol=1e-6)

@@ -226,3 +226,18 @@ def test_cli_forgotten_output(tmp_path, capsys):
     code = main(["ingest", str(tmp_path / "a.dm4"), str(tmp_path / "b.dm4")])
     assert code == 2
     assert "looks like an input frame" in capsys.readouterr().err
+
+
+def test_grid_placed_by_dm4_stage_positions(tmp_path, field):
+    from .dmfile import write_dm
+
+    paths = []
+    for k, (oy, ox) in enumerate(OFFSETS):
+        path = tmp_path / f"tile_{k}.dm4"
+        stage_um = {"Stage X": (ORIGIN[1] + ox * PS) * 1e-4, "Stage Y": (ORIGIN[0] + oy * PS) * 1e-4}
+        write_dm(path, field[oy:oy + TILE[0], ox:ox + TILE[1]], scale=PS / 10, units="nm",
+                 image_tags={"Microscope Info": {"Stage Position": stage_um}})
+        paths.append(str(path))
+    mosaic = ingest(paths, tmp_path / "m.zarr", chunks=(64, 64), shards=(128, 128))
+    np.testing.assert_array_equal(mosaic.values, field)
+    assert float(mosaic.x[0]) == pytest.approx(ORIGIN[1], abs=1e-6)

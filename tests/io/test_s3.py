@@ -73,16 +73,16 @@ def test_cli_ingest_to_s3(s3, tmp_path, rng):
     np.testing.assert_array_equal(open_mosaic(url, storage_options=options).values, image)
 
 
-def test_distributed_workers_read_from_s3(s3, tmp_path, rng, client):
-    """Two worker processes write (ingest) and reduce an S3 mosaic through the server."""
+def test_distributed_workers_read_from_s3(s3, tmp_path, rng, request):
+    """Two worker processes reduce an S3 mosaic, reading its shards from the server."""
     bucket, options = s3
     image = rng.integers(0, 5000, size=(512, 384), dtype=np.uint16)
     src = tmp_path / "frame.tif"
     tifffile.imwrite(src, image)
     url = f"{bucket}/cluster.zarr"
-    # With a Client active, ingest's write tasks run on the worker processes.
     ingest(src, url, pixel_size=0.2, chunks=(64, 64), shards=(128, 128),
            storage_options=options)
+    client = request.getfixturevalue("client")  # a 2-process LocalCluster from here on
     m = open_mosaic(url, storage_options=options)
     assert m.data.npartitions == 12
     from distributed import get_task_stream
