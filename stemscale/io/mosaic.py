@@ -339,6 +339,16 @@ def open_mosaic(
         The store lacks NGFF metadata or the pixel size.
     IncompleteMosaicError
         The writer of the store did not finish.
+
+    Notes
+    -----
+    Damaged data surface when computing: a shard whose bytes fail the CRC32C
+    checksum or cannot be decoded raises
+    :class:`~stemscale.errors.CorruptBlockError` naming the pixel range and the
+    shard object.  A shard object that is *missing* from a complete store reads
+    as the fill value (0), as zarr defines it: zarr cannot tell a deleted
+    shard from one that was never written because it was empty.  Transport
+    errors (permissions, network) are raised unchanged as ``OSError``.
     """
     where = describe(url)
     group = open_mosaic_group(url, storage_options=storage_options)

@@ -145,10 +145,24 @@ def _multiscale(attrs: Mapping[str, Any], where: str) -> Mapping[str, Any]:
         raise MetadataError(f"{where} has malformed OME-NGFF multiscales metadata ({exc!r})") from None
     if axes[-2:] != ["y", "x"]:
         raise MetadataError(f"{where}: expected NGFF axes ending in ['y', 'x'], found {axes}")
-    units = [axis.get("unit") for axis in multiscale["axes"][-2:]]
-    if any(unit != SPACE_UNIT for unit in units):
-        raise MetadataError(f"{where}: expected spatial axes in '{SPACE_UNIT}', found units {units}")
+    _unit_factor(multiscale, where)
     return multiscale
+
+
+# NGFF (UDUNITS-2) length units stemscale converts to Å.
+_NGFF_ANGSTROM = {"angstrom": 1.0, "picometer": 0.01, "nanometer": 10.0, "micrometer": 1e4,
+                  "millimeter": 1e7, "meter": 1e10}
+
+
+def _unit_factor(multiscale: Mapping[str, Any], where: str) -> float:
+    """Å per unit of the spatial axes (stemscale writes 'angstrom'; others are converted)."""
+    units = [axis.get("unit") for axis in multiscale["axes"][-2:]]
+    if units[0] != units[1] or units[0] not in _NGFF_ANGSTROM:
+        raise MetadataError(
+            f"{where}: expected both spatial axes in one length unit ({SPACE_UNIT}, nanometer, "
+            f"picometer, ...), found units {units}"
+        )
+    return _NGFF_ANGSTROM[units[0]]
 
 
 def _dataset(attrs: Mapping[str, Any], where: str, level: int) -> Mapping[str, Any]:
@@ -169,18 +183,22 @@ def level_paths_from_attrs(attrs: Mapping[str, Any], where: str = "store") -> li
 def pixel_size_from_attrs(attrs: Mapping[str, Any], where: str = "store", level: int = 0) -> float:
     """Read a level's pixel size (Å) from a group's NGFF attributes.
 
+    Axes in another NGFF length unit (``nanometer``, ``picometer`` ...) are
+    converted to Å, so NGFF images written by other tools open too.
+
     Raises
     ------
     MetadataError
         When the metadata is missing or malformed, naming ``where``.
     """
     dataset = _dataset(attrs, where, level)
+    factor = _unit_factor(_multiscale(attrs, where), where)
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "scale":
             scale = transform["scale"][-2:]
             if not math.isclose(scale[0], scale[1], rel_tol=1e-6):
                 raise MetadataError(f"{where}: non-square pixels {scale} are not supported")
-            return _check_pixel_size(scale[-1], f"{where} pixel size")
+            return _check_pixel_size(scale[-1], f"{where} pixel size") * factor
     raise MetadataError(f"{where}: NGFF dataset '{dataset.get('path')}' has no 'scale' transform")
 
 
@@ -189,8 +207,9 @@ def translation_from_attrs(
 ) -> tuple[float, float]:
     """Read a level's translation (Å, as (y, x)); zero when absent."""
     dataset = _dataset(attrs, where, level)
+    factor = _unit_factor(_multiscale(attrs, where), where)
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "translation":
             ty, tx = transform["translation"][-2:]
-            return float(ty), float(tx)
+            return float(ty) * factor, float(tx) * factor
     return 0.0, 0.0

@@ -183,6 +183,7 @@ def test_velox_stack_is_3d(tmp_path, rng):
 
 
 def test_berkeley_emd(tmp_path, counts):
+    pytest.importorskip("h5py")
     emd = pytest.importorskip("rsciio.emd")
     signal = {
         "data": counts.astype(np.float32),

@@ -59,11 +59,18 @@ def test_missing_or_malformed_metadata_names_the_problem(attrs, message):
         pixel_size_from_attrs(attrs, "store.zarr")
 
 
-def test_nanometre_axes_are_refused():
-    attrs = {"ome": multiscales_metadata(0.2)}
+def test_other_length_units_are_converted_to_angstrom():
+    attrs = {"ome": multiscales_metadata(0.02, translation=(1.0, 2.0))}  # numbers in nm
     for axis in attrs["ome"]["multiscales"][0]["axes"]:
         axis["unit"] = "nanometer"
-    with pytest.raises(MetadataError, match="angstrom"):
+    assert pixel_size_from_attrs(attrs) == pytest.approx(0.2)
+    assert translation_from_attrs(attrs) == pytest.approx((10.0, 20.0))
+    for axis in attrs["ome"]["multiscales"][0]["axes"]:
+        axis["unit"] = "second"
+    with pytest.raises(MetadataError, match="length unit"):
+        pixel_size_from_attrs(attrs, "store.zarr")
+    del attrs["ome"]["multiscales"][0]["axes"][0]["unit"]
+    with pytest.raises(MetadataError, match="length unit"):
         pixel_size_from_attrs(attrs, "store.zarr")
 
 
