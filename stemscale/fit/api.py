@@ -194,7 +194,7 @@ def fit_batch(
         window_shape = (int(data.shape[1]), int(data.shape[2])) if window_shape is None else window_shape
         if tuple(window_shape) != tuple(data.shape[1:]):
             raise InputError(f"window_shape {window_shape} does not match data of shape {tuple(data.shape)}")
-        data = data.reshape((data.shape[0], -1))
+        data = data.reshape((data.shape[0], window_shape[0] * window_shape[1]))
     elif ndim == 2:
         if window_shape is None:
             side = math.isqrt(int(data.shape[1]))

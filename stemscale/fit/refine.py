@@ -70,7 +70,7 @@ def refine_positions(image: Any, positions: Any, *, window: int = 7,
     pandas.DataFrame
         ``x_px, y_px, amplitude, sigma_x_px, sigma_y_px, [theta_rad],
         background, x_err_px, y_err_px, [x_A, y_A, x_err_pm, y_err_pm],
-        chi_square, iterations, state, state_name, edge``.  ``state`` holds
+        chi_square, reduced_chi_square, iterations, state, state_name, edge``.  ``state`` holds
         :class:`~stemscale.fit.FitState` codes; rows whose fit failed keep
         NaN or their last values and say so in ``state``.
     """
@@ -135,6 +135,8 @@ def refine_positions(image: Any, positions: Any, *, window: int = 7,
         cols["x_err_pm"] = cols["x_err_px"] * ps * 100.0
         cols["y_err_pm"] = cols["y_err_px"] * ps * 100.0
     cols["chi_square"] = _to_numpy(res.chi_square)
+    # ~1 for a good Poisson-MLE fit; large for windows a single peak does not describe
+    cols["reduced_chi_square"] = cols["chi_square"] / (data.shape[1] - m.n_parameters)
     cols["iterations"] = _to_numpy(res.iterations).astype(np.int16)
     cols["state"] = states
     cols["state_name"] = pd.Categorical.from_codes(states, dtype=_STATE_CATEGORIES)
