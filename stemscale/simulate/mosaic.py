@@ -84,8 +84,8 @@ def _simulate_shard(job: _Job, y0: int, x0: int, height: int, width: int) -> dic
     _write_part(truth, job.truth_url, _part_name(y0, x0), options)
     return {
         "columns": len(truth),
-        "species": dict(Counter(truth["species"])),
-        "defects": dict(Counter(d for d in truth["defect"] if d)),
+        "species": {str(k): int(v) for k, v in truth["species"].value_counts().items()},
+        "defects": {str(k): int(v) for k, v in truth["defect"].value_counts().items() if k},
         "pixels": int(height * width),
         "sum": float(image.sum(dtype=np.float64)),
     }
@@ -267,7 +267,7 @@ def simulate_mosaic(
     if store_exists(truth_where, storage_options=options):
         if not overwrite:
             raise InputError(
-                f"truth tables '{truth_where}' already exist; pass overwrite=True to replace them"
+                f"truth tables '{truth_where}' already exist; choose another output or pass overwrite=True (--overwrite on the command line) to replace them"
             )
         remove_store(truth_where, storage_options=options)
     metadata = scene.metadata(shape=[ny, nx], truth_url=truth_where, render_tile=int(render_tile))

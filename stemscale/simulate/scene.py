@@ -19,6 +19,7 @@ from ..classes import DEFECT_CLASSES
 from ..errors import InputError
 from ..metadata import AcquisitionMetadata
 from . import _hash
+from ._background import plane_wave_sum
 from ._noise import gaussian_noise, poisson_counts
 from .probe import Microscope, ProbeKernel, probe_kernel
 from .render import render_tile, tile_margin
@@ -143,11 +144,7 @@ class Scene:
         if s.background_variation > 0:
             ys = np.arange(y0, y0 + height, dtype=np.float64)
             xs = np.arange(x0, x0 + width, dtype=np.float64)
-            # sum_m a_m cos(kx x + ky y + ph) = Cy @ Cx.T - Sy @ Sx.T (separable, one BLAS call each)
-            ay = np.outer(ys, self._bg_k[:, 1])
-            ax = np.outer(xs, self._bg_k[:, 0]) + self._bg_phase
-            amp = s.background_variation * self._bg_amp
-            out += (np.cos(ay) * amp) @ np.cos(ax).T - (np.sin(ay) * amp) @ np.sin(ax).T
+            plane_wave_sum(ys, xs, self._bg_k, self._bg_phase, s.background_variation * self._bg_amp, out)
         return s.background_fraction * out
 
     def render(self, y0: int, x0: int, height: int, width: int, *, labels: bool = False) -> dict[str, np.ndarray]:

@@ -178,21 +178,24 @@ def _displace(sample: Sample, x0, y0, dcls, dx0, dy0, dids, dx_pm, dy_pm, col_xy
         sel = np.nonzero(dcls == ci)[0]
         if not len(sel):
             continue
-        sel = sel[np.argsort(dids[sel], kind="stable")]
         cutoff = field_cutoff(fn, cls)
-        hits = col_xy_tree.query_ball_point(np.column_stack([dx0[sel], dy0[sel]]), cutoff)
-        counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-        if not counts.sum():
+        pairs = col_xy_tree.sparse_distance_matrix(
+            cKDTree(np.column_stack([dx0[sel], dy0[sel]])), cutoff, output_type="ndarray"
+        )
+        if not len(pairs):
             continue
-        cols = np.concatenate([np.sort(np.asarray(h, dtype=np.int64)) for h in hits])
-        src = np.repeat(sel, counts)
+        # Sum each column's contributions in defect-id order, whatever box asked: bit-reproducible.
+        order = np.argsort(dids[sel][pairs["j"]], kind="stable")
+        cols = pairs["i"][order].astype(np.int64)
+        src = sel[pairs["j"][order]]
         vx, vy = x0[cols] - dx0[src], y0[cols] - dy0[src]
         dist = np.hypot(vx, vy)
-        ok = dist > 1e-9
+        ok = (dist > 1e-9) & (dist < cutoff)
         cols, vx, vy, dist = cols[ok], vx[ok], vy[ok], dist[ok]
         u = np.asarray(fn(dist), dtype=np.float64)
-        np.add.at(dx_pm, cols, u * vx / dist)
-        np.add.at(dy_pm, cols, u * vy / dist)
+        # bincount sums in input order (defects sorted by id): bit-reproducible, and fast
+        dx_pm += np.bincount(cols, u * vx / dist, minlength=len(dx_pm))
+        dy_pm += np.bincount(cols, u * vy / dist, minlength=len(dy_pm))
 
 
 def _position_noise(sample: Sample, seed: int, n1, n2, s, dx_pm, dy_pm) -> None:
