@@ -241,3 +241,48 @@ def test_grid_placed_by_dm4_stage_positions(tmp_path, field):
     mosaic = ingest(paths, tmp_path / "m.zarr", chunks=(64, 64), shards=(128, 128))
     np.testing.assert_array_equal(mosaic.values, field)
     assert float(mosaic.x[0]) == pytest.approx(ORIGIN[1], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- block composition
+
+
+def _paste_all(frames, offsets, shape, policy):
+    """Oracle: paste every frame onto one canvas, in order (or average)."""
+    total = np.zeros(shape)
+    count = np.zeros(shape)
+    last = np.zeros(shape)
+    for data, (oy, ox) in zip(frames, offsets):
+        sl = (slice(oy, oy + data.shape[0]), slice(ox, ox + data.shape[1]))
+        last[sl] = data
+        total[sl] += data
+        count[sl] += 1
+    return last if policy == "last" else total / np.maximum(count, 1)
+
+
+def test_blockwise_composition_equals_global_paste():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from stemscale.io.ingest import _compose
+
+    frame_st = st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(0, 15),
+                         st.integers(0, 15))
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(frame_st, min_size=1, max_size=5), st.integers(1, 9), st.integers(1, 9),
+           st.sampled_from(["last", "mean"]))
+    def check(specs, by, bx, policy):
+        rng = np.random.default_rng(len(specs) * 100 + by * 10 + bx)
+        frames = [rng.normal(size=(h, w)) for h, w, _, _ in specs]
+        offsets = [(oy, ox) for _, _, oy, ox in specs]
+        shape = tuple(int(n) for n in np.max([(oy + f.shape[0], ox + f.shape[1])
+                                              for f, (oy, ox) in zip(frames, offsets)], axis=0))
+        out = np.zeros(shape)
+        for y0 in range(0, shape[0], by):
+            for x0 in range(0, shape[1], bx):
+                y1, x1 = min(y0 + by, shape[0]), min(x0 + bx, shape[1])
+                out[y0:y1, x0:x1] = _compose((y0, y1, x0, x1), frames, offsets, policy,
+                                             np.dtype(np.float64))
+        np.testing.assert_allclose(out, _paste_all(frames, offsets, shape, policy), atol=1e-12)
+
+    check()
