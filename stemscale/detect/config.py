@@ -51,6 +51,8 @@ class DataSection:
     background_fraction: list[float] = field(default_factory=lambda: [0.0, 0.008])
     background_variation: list[float] = field(default_factory=lambda: [0.0, 0.6])
     random_microscope: bool = True
+    # fixed microscope fields (e.g. high_tension_kv: 60), applied on top of the random draw
+    microscope: dict[str, float] = field(default_factory=dict)
     scan_distortions: bool = True
     rotation: bool = True
     dihedral: bool = True
@@ -131,6 +133,17 @@ class TrainConfig:
                              "have the same, non-zero length")
         if any(not 0 < f <= 1 for f in d.resample_factors):
             raise InputError(f"{source}: data.resample_factors must lie in (0, 1]")
+        from dataclasses import fields as _fields
+
+        from ..simulate import Microscope
+
+        bad = set(d.microscope) - {f.name for f in _fields(Microscope)} - {"pixel_size_A"}
+        if bad:
+            raise InputError(f"{source}: data.microscope has unknown field(s) {sorted(bad)}; "
+                             "expected fields of stemscale.simulate.Microscope")
+        if "pixel_size_A" in d.microscope:
+            raise InputError(f"{source}: set the pixel size with data.pixel_size_angstrom, "
+                             "not data.microscope.pixel_size_A")
         unknown = set(d.concentrations) - set(DEFECT_CLASSES)
         if unknown:
             raise InputError(f"{source}: data.concentrations has unknown defect class(es) "

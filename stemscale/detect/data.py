@@ -143,7 +143,7 @@ class SimulatedFrames:
         d = self.data
         p = self.draw_parameters(seed)
         rng = p["rng"]
-        micro_kw = {"pixel_size_A": d.pixel_size_angstrom}
+        micro_kw = {**d.microscope, "pixel_size_A": d.pixel_size_angstrom}
         microscope = (sim.Microscope.random(rng, **micro_kw) if d.random_microscope
                       else sim.Microscope(**micro_kw))
         distortions = sim.Distortions.random(rng) if d.scan_distortions else sim.Distortions()

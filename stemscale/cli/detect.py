@@ -1,0 +1,200 @@
+"""``stemscale train``, ``stemscale detect`` and ``stemscale evaluate``: the FCN detector."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_detect(sub)
+    _register_evaluate(sub)
+
+
+# ----------------------------------------------------------------------------- train
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the defect-detection FCN on simulated frames",
+        description="Train a ResUNet on frames simulated on the fly (random microscope, dose, "
+        "distortions, defects). Writes checkpoint.pt, metrics.csv and, at the end, "
+        "<name>.pt + <name>.json (weights and manifest with sha256) into --out. "
+        "Rerunning with the same --out resumes from the checkpoint.",
+    )
+    p.add_argument("config", help="training YAML, e.g. pipelines/train_fcn.yaml")
+    p.add_argument("--out", required=True, help="output folder (checkpoint, metrics, weights)")
+    p.add_argument("--steps", type=int, default=None, help="override optim.steps")
+    p.add_argument("--max-minutes", type=float, default=None, help="override run.max_minutes")
+    p.add_argument("--device", default=None, help="override run.device (cpu, cuda, cuda:1)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..detect.config import load_train_config
+    from ..detect.training import train
+
+    cfg = load_train_config(args.config)
+    if args.steps is not None:
+        cfg.optim.steps = args.steps
+    if args.max_minutes is not None:
+        cfg.run.max_minutes = args.max_minutes
+    if args.device is not None:
+        cfg.run.device = args.device
+    cfg.validate(args.config)
+    res = train(cfg, args.out, resume=not args.no_resume)
+    print(f"trained {res.steps} steps; model: {res.model_ref.manifest_path if res.model_ref else '-'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- detect
+def _register_detect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="find and classify defects and atom columns in an image",
+        description="Run the FCN on a TIFF, DM3/DM4 or EMD frame (or a small mosaic .zarr) and "
+        "write defects.csv and columns.csv (pixel and Å coordinates) into --out. Large mosaics "
+        "go through the Dask pipeline instead.",
+    )
+    p.add_argument("input", help="image file (.tif, .dm3, .dm4, .emd) or mosaic .zarr")
+    p.add_argument("--out", default=None, help="output folder (default: <input stem>-detect)")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="pixel size in Å (overrides the file's calibration)")
+    p.add_argument("--model", default=None, help="shipped model name or manifest .json path")
+    p.add_argument("--no-tta", action="store_true", help="skip 8x test-time augmentation")
+    p.add_argument("--resample", action="store_true",
+                   help="resample when the pixel size differs from the model's by > 10 %%")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
+    p.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    p.add_argument("--frame", type=int, default=None, help="frame index of a stack")
+    p.add_argument("--overlay", action="store_true", help="also write overlay.png")
+    p.set_defaults(func=_run_detect)
+
+
+def _load_image(args: argparse.Namespace):
+    import numpy as np
+
+    path = args.input
+    if path.rstrip("/").endswith(".zarr"):
+        from ..io import open_mosaic
+
+        mosaic = open_mosaic(path)
+        if mosaic.size > 64 * 2**20:
+            raise InputError(f"mosaic {path} has {mosaic.size / 1e6:.0f} Mpx; `stemscale detect` "
+                             "loads one image into memory, use the Dask pipeline for mosaics")
+        ps = args.pixel_size or float(mosaic.attrs["pixel_size_angstrom"])
+        return np.asarray(mosaic.values, dtype=np.float32), ps
+    from ..io import read_frame
+
+    frame = read_frame(path, pixel_size=args.pixel_size, frame=args.frame, lazy=False)
+    return np.asarray(frame.data, dtype=np.float32), frame.pixel_size_angstrom
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..classes import DEFECT_CLASSES
+    from ..detect import detect
+    from ..detect.plot import save_overlay
+
+    image, ps = _load_image(args)
+    found = detect(image, ps, model=args.model, tta=not args.no_tta, device=args.device,
+                   resample=args.resample, amp=args.amp)
+    out = Path(args.out or (Path(args.input.rstrip("/")).stem + "-detect"))
+    out.mkdir(parents=True, exist_ok=True)
+    found.defects.to_csv(out / "defects.csv", index=False)
+    found.columns.to_csv(out / "columns.csv", index=False)
+    summary = {"input": args.input, "pixel_size_angstrom": ps, "shape": list(image.shape),
+               "model": found.model, "tta": not args.no_tta, "resampled_zoom": found.zoom,
+               "defects": {c: int((found.defects["class"] == c).sum()) for c in DEFECT_CLASSES},
+               "columns": int(len(found.columns))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.overlay:
+        save_overlay(image, found.defects, out / "overlay.png", title=Path(args.input).name)
+    table = Table(title=f"defects in {args.input}")
+    table.add_column("class")
+    table.add_column("count", justify="right")
+    for c, n in summary["defects"].items():
+        table.add_row(c, str(n))
+    table.add_row("atom columns", str(summary["columns"]))
+    Console().print(table)
+    print(f"wrote {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------- evaluate
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a detection model on held-out simulated frames",
+        description="Simulate held-out frames (seeds, microscopes and distortions never used in "
+        "training), detect, and report per-class precision, recall and F1 (one-to-one matching "
+        "within --radius px), a confusion matrix, missed/spurious columns, and optionally F1 "
+        "against dose.",
+    )
+    p.add_argument("--model", default=None, help="shipped model name or manifest .json path")
+    p.add_argument("--frames", type=int, default=20, help="number of frames (default 20)")
+    p.add_argument("--size", type=int, default=1024, help="frame edge in px (default 1024)")
+    p.add_argument("--dose", type=float, default=7300.0, help="dose in e-/Å² (default 7300)")
+    p.add_argument("--doses", default=None,
+                   help="comma-separated doses for an F1-vs-dose curve, e.g. 500,2000,7300,30000")
+    p.add_argument("--curve-frames", type=int, default=4, help="frames per dose of the curve")
+    p.add_argument("--material", default=None, help="material of the frames (default: the model's)")
+    p.add_argument("--no-tta", action="store_true", help="skip 8x test-time augmentation")
+    p.add_argument("--radius", type=float, default=7.5, help="match radius in px (default 7.5)")
+    p.add_argument("--border", type=float, default=8.0,
+                   help="ignore objects closer than this to the edge, px (default 8)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..detect import get_model
+    from ..detect.evaluate import dose_curve, eval_data_section, evaluate_frames, simulate_eval_frame
+
+    if args.frames < 1 or args.size < 32:
+        raise InputError("--frames must be >= 1 and --size >= 32")
+    loaded = get_model(args.model, device=args.device)
+    data = eval_data_section(material=args.material or loaded.manifest.material,
+                             pixel_size_angstrom=loaded.pixel_size_angstrom)
+    frames = (simulate_eval_frame(i, shape=(args.size, args.size), dose=args.dose, data=data)
+              for i in range(args.frames))
+    res = evaluate_frames(loaded, frames, tta=not args.no_tta, radius=args.radius,
+                          border=args.border)
+    console = Console()
+    t = Table(title=f"{args.frames} held-out frames of {args.size}², {args.dose:g} e-/Å²")
+    for col in ("class", "n_true", "tp", "fp", "fn", "precision", "recall", "f1"):
+        t.add_column(col, justify="right")
+    s = res["scores"]
+    for c in s.index:
+        r = s.loc[c]
+        t.add_row(c, *(str(int(r[k])) for k in ("n_true", "tp", "fp", "fn")),
+                  *(f"{r[k]:.3f}" for k in ("precision", "recall", "f1")))
+    console.print(t)
+    console.print(res["confusion"].to_string())
+    console.print(f"columns: {res['columns']}")
+    out = {"model": loaded.manifest.name, "frames": args.frames, "size": args.size,
+           "dose_e_per_A2": args.dose, "tta": not args.no_tta, "radius_px": args.radius,
+           "border_px": args.border, "scores": s.reset_index().to_dict(orient="records"),
+           "confusion": res["confusion"].to_dict(), "columns": res["columns"],
+           "megapixels_per_second": res["megapixels"] / res["seconds"]}
+    if args.doses:
+        doses = [float(v) for v in args.doses.split(",") if v.strip()]
+        curve = dose_curve(loaded, doses, n_frames=args.curve_frames,
+                           shape=(args.size, args.size), tta=not args.no_tta, data=data,
+                           radius=args.radius, border=args.border)
+        console.print(curve.round(3).to_string(index=False))
+        out["dose_curve"] = curve.to_dict(orient="records")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        print(f"wrote {args.out}")
+    return 0
