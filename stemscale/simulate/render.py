@@ -115,14 +115,15 @@ def render_tile(
         upsampfac=1.25, fftw=64,  # small upsampling is fastest here; FFTW_ESTIMATE plans are reproducible
     ).reshape(nch, my, 2 * mxh - 1)[:, :, :mxh]
     hy = my // 2
+    # exact sub-pixel shift of each row: row i shows the image at x + jitter[i]
+    shift = np.exp(2j * np.pi / nx * np.outer(jitter, np.arange(mxh))) if max_j > 0 else None
     for ch, kernel in enumerate(kernels):
         spec = modes[ch] * _kernel_spectrum(kernel, ny, nx, my, mxh)
         grid = np.zeros((ny, mxh), dtype=np.complex128)
         grid[: hy + 1] = spec[: hy + 1]
         grid[ny - hy :] = spec[hy + 1 :]
         rows = sfft.ifft(grid, axis=0)[py : py + height]
-        if max_j > 0:
-            k = np.arange(mxh)
-            rows = rows * np.exp(2j * np.pi / nx * np.outer(jitter, k))
+        if shift is not None:
+            rows *= shift
         out[ch] = sfft.irfft(rows, n=nx, axis=1)[:, px : px + width]
     return out
