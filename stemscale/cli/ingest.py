@@ -17,7 +17,7 @@ examples:
   stemscale ingest scan.tif scan.zarr --pixel-size 0.2074
   stemscale ingest stack.tif stack.zarr --pixel-size 0.2074 --sum
   stemscale ingest tile_*.emd mosaic.zarr --positions positions.csv --overlap mean
-  stemscale ingest frame.dm3 s3://bucket/frame.zarr --storage-option endpoint_url=http://localhost:9000
+  stemscale ingest frame.dm3 s3://bucket/frame.zarr --storage-option endpoint_url=URL
 
 Positions CSV: columns file,y_A,x_A (or y_A,x_A in the order of the files): the position in Å
 of each frame's first pixel. Without --positions, several frames are placed by the stage
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="FILE", help="input frames (.tif, .dm3, .dm4, .emd)")
+    p.add_argument("inputs", nargs="+", metavar="FILE",
+                   help="input frames (.tif, .dm3, .dm4, .emd)")
     p.add_argument("out", metavar="OUT.zarr", help="output store: a path or URL (s3://...)")
     p.add_argument("--pixel-size", type=float, metavar="A",
                    help="pixel size in Å (required when the files carry no calibration; "

@@ -317,7 +317,9 @@ def _read_tiff(where: str, *, lazy: bool, signal: str | None) -> _Raw:
             n_series = len(tif.series)
             calibration = _tiff_calibration(tif, where)
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
-        raise InputError(f"cannot read '{where}' as a TIFF file ({type(exc).__name__}: {exc})") from None
+        raise InputError(
+            f"cannot read '{where}' as a TIFF file ({type(exc).__name__}: {exc})"
+        ) from None
     if axes.endswith("S") and shape[-1] in (3, 4):
         raise InputError(
             f"'{where}' is an RGB/colour TIFF (shape {shape}); expected a grayscale detector "
@@ -384,7 +386,7 @@ def _ome_calibration(xml: str, where: str):
     )
     position = None
     plane = next((e for e in pixels if e.tag.endswith("}Plane") or e.tag == "Plane"), None)
-    if plane is not None and plane.get("PositionX") is not None and plane.get("PositionY") is not None:
+    if plane is not None and None not in (plane.get("PositionX"), plane.get("PositionY")):
         unit_x = plane.get("PositionXUnit", "µm")
         unit_y = plane.get("PositionYUnit", "µm")
         position = (
@@ -444,7 +446,9 @@ def _rsciio_layout(sig: dict[str, Any], where: str) -> tuple[Any, float | None, 
             "square pixels (resample the image first)"
         )
     if size_x <= 0:
-        raise MetadataError(f"'{where}' has a non-positive pixel size ({size_x} Å) in its calibration")
+        raise MetadataError(
+            f"'{where}' has a non-positive pixel size ({size_x} Å) in its calibration"
+        )
     return data, size_x, "file calibration"
 
 

@@ -238,7 +238,8 @@ def assemble(
     dtype = np.result_type(*dtypes)
     if policy == "mean":
         dtype = np.result_type(dtype, np.float32) if dtype.kind == "f" else np.dtype(np.float32)
-    loads = [dask.delayed(_load, pure=True)(f.source, opts, dtype) for f, opts in zip(frames, options)]
+    load = dask.delayed(_load, pure=True)
+    loads = [load(f.source, opts, dtype) for f, opts in zip(frames, options)]
     ny, nx = placement.shape
     by, bx = block_shape
     rows = []

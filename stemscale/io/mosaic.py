@@ -34,7 +34,7 @@ from ..errors import IncompleteMosaicError, InputError, MetadataError
 from ..metadata import AcquisitionMetadata, provenance
 from .blocks import ZarrBlockReader
 from .ngff import (
-    IMAGE_PATH,
+    IMAGE_PATH,  # noqa: F401  (re-exported for callers of the first version)
     SPACE_UNIT,
     level_path,
     level_paths_from_attrs,
@@ -370,7 +370,8 @@ def open_mosaic(
     array = group[path]
     if not isinstance(array, zarr.Array) or array.ndim != 2:
         raise InputError(
-            f"'{where}/{path}' has shape {getattr(array, 'shape', None)}; expected a 2-D (y, x) array"
+            f"'{where}/{path}' has shape {getattr(array, 'shape', None)}; "
+            "expected a 2-D (y, x) array"
         )
     dask_chunks = _dask_chunks(array, chunks)
     reader = ZarrBlockReader(
@@ -477,6 +478,10 @@ def _write_block(
                 f"x={x0 + ix}); expected finite intensities"
             )
     array = target.open()
+    if array.dtype.kind in "iu" and block.dtype.kind == "f":
+        # Round and clip instead of letting out-of-range values wrap around.
+        info = np.iinfo(array.dtype)
+        block = np.clip(np.rint(block), info.min, info.max)
     write_region(array, block.astype(array.dtype, copy=False), origin)
     return int(block.size)
 
@@ -530,7 +535,8 @@ def _as_metadata(metadata: Any, data: Any) -> AcquisitionMetadata:
     if isinstance(metadata, AcquisitionMetadata):
         return metadata
     if metadata is None and isinstance(data, xr.DataArray):
-        metadata = {k: v for k, v in data.attrs.items() if k in AcquisitionMetadata.__dataclass_fields__}
+        fields = AcquisitionMetadata.__dataclass_fields__
+        metadata = {k: v for k, v in data.attrs.items() if k in fields}
         if "pixel_size_angstrom" not in metadata:
             raise MetadataError(
                 "the DataArray has no 'pixel_size_angstrom' attribute and no metadata was given; "
@@ -670,7 +676,8 @@ def write_mosaic(
     array, checked = _as_dask(data, unit)
     out_dtype = _check_dtype(dtype if dtype is not None else array.dtype)
     if isinstance(data, xr.DataArray) and details is None:
-        details = {"source": data.attrs.get("source_store")} if data.attrs.get("source_store") else None
+        source = data.attrs.get("source_store")
+        details = {"source": source} if source else None
     group = create_mosaic(
         url, shape, meta, dtype=out_dtype, chunks=chunks_n, shards=shards_n, name=name,
         translation=translation, storage_options=storage_options, overwrite=overwrite,

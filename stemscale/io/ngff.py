@@ -125,7 +125,9 @@ def _check_pixel_size(value: Any, what: str) -> float:
     except (TypeError, ValueError):
         raise MetadataError(f"{what} must be a number of Å per pixel, got {value!r}") from None
     if not math.isfinite(size) or size <= 0:
-        raise MetadataError(f"{what} must be a positive, finite number of Å per pixel, got {value!r}")
+        raise MetadataError(
+            f"{what} must be a positive, finite number of Å per pixel, got {value!r}"
+        )
     return size
 
 
@@ -142,7 +144,9 @@ def _multiscale(attrs: Mapping[str, Any], where: str) -> Mapping[str, Any]:
         axes = [axis["name"] for axis in multiscale["axes"]]
         multiscale["datasets"][0]
     except (KeyError, IndexError, TypeError) as exc:
-        raise MetadataError(f"{where} has malformed OME-NGFF multiscales metadata ({exc!r})") from None
+        raise MetadataError(
+            f"{where} has malformed OME-NGFF multiscales metadata ({exc!r})"
+        ) from None
     if axes[-2:] != ["y", "x"]:
         raise MetadataError(f"{where}: expected NGFF axes ending in ['y', 'x'], found {axes}")
     _unit_factor(multiscale, where)

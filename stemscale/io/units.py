@@ -89,7 +89,8 @@ def to_angstrom(value: Any, unit: Any, what: str) -> float:
         import pint
 
         registry = pint.UnitRegistry()
-        return float((number * registry.parse_units(str(unit).strip("[]"))).to("angstrom").magnitude)
+        quantity = number * registry.parse_units(str(unit).strip("[]"))
+        return float(quantity.to("angstrom").magnitude)
     except Exception:
         raise MetadataError(
             f"{what}: unknown length unit {unit!r}; expected pm, Å, nm, µm, mm or m"

@@ -234,7 +234,8 @@ def test_grid_placed_by_dm4_stage_positions(tmp_path, field):
     paths = []
     for k, (oy, ox) in enumerate(OFFSETS):
         path = tmp_path / f"tile_{k}.dm4"
-        stage_um = {"Stage X": (ORIGIN[1] + ox * PS) * 1e-4, "Stage Y": (ORIGIN[0] + oy * PS) * 1e-4}
+        stage_um = {"Stage X": (ORIGIN[1] + ox * PS) * 1e-4,
+                    "Stage Y": (ORIGIN[0] + oy * PS) * 1e-4}
         write_dm(path, field[oy:oy + TILE[0], ox:ox + TILE[1]], scale=PS / 10, units="nm",
                  image_tags={"Microscope Info": {"Stage Position": stage_um}})
         paths.append(str(path))
