@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..metadata import AcquisitionMetadata
 from .probe import Microscope
 from .sample import Distortions, Sample
-from .scene import LABEL_CHANNELS, Scene
+from .scene import Scene
 
 __all__ = ["Frame", "simulate_frame", "check_shape"]
 

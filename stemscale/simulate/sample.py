@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..classes import DEFECT_CLASSES, check_defect_class
+from ..classes import check_defect_class
 from ..errors import InputError, MosaicNotFoundError
 from .fields import field_cutoff, oscillating_radial_field
 from .materials import MATERIALS, METALS, column_species, cross_section

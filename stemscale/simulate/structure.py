@@ -265,7 +265,6 @@ def _structure_columns(sample: Sample, seed: int, box: Box) -> Columns:
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     basis = st.xy @ rot.T
     origin = np.asarray(sample.offset_A if sample.offset_A is not None else (0.0, 0.0), dtype=np.float64)
-    k = len(basis)
     if st.cell is not None:
         a1, a2, _ = lattice_geometry(sample, seed)
         n1, n2, b, x, y = _sites(a1, a2, origin, basis, box)
@@ -285,7 +284,6 @@ def _structure_columns(sample: Sample, seed: int, box: Box) -> Columns:
     dx_pm = np.zeros(len(b))
     dy_pm = np.zeros(len(b))
     _position_noise(sample, seed, n1, n2, b.astype(np.int64), dx_pm, dy_pm)
-    del k
     return Columns(
         column_id=ids.astype(np.int64), x=x + dx_pm * 0.01, y=y + dy_pm * 0.01, dx_pm=dx_pm, dy_pm=dy_pm,
         site=site_tab[b], defect=defect_tab[b], species=sp_code[b], species_names=species_names,
