@@ -25,7 +25,7 @@ from .models import GaussianModel, evaluate, get_model
 from .states import FitState
 from .windows import _shape, extract_windows
 
-__all__ = ["WindowFit", "fit_windows", "fit_with_neighbours", "render_peaks"]
+__all__ = ["WindowFit", "fit_windows", "fit_with_neighbours", "render_peaks", "window_bounds"]
 
 
 @dataclass
@@ -98,11 +98,31 @@ def render_peaks(shape: tuple[int, int], params_global: np.ndarray, model: str |
     return out.reshape(ny, nx)
 
 
+def window_bounds(model: str | GaussianModel, window_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Sane boxes for column fits: amplitude >= 0 and widths in [0.25 px, window edge].
+
+    A Gaussian wider than its window is not constrained by the data, and at
+    low counts such fits otherwise drift to tens of pixels.  Positions stay
+    free so that a column that leaves its window is reported as such.
+    """
+    m = get_model(model)
+    lo = np.full(m.n_parameters, -np.inf)
+    hi = np.full(m.n_parameters, np.inf)
+    lo[m.amplitude_index] = 0.0
+    for k in m.sigma_indices:
+        lo[k] = 0.25
+        hi[k] = float(max(window_shape))
+    return lo, hi
+
+
 def fit_windows(image: Any, positions_xy: Any, *, window: int | tuple[int, int] = 7,
                 model: str | GaussianModel = "gauss2d_elliptic", estimator: str = "lse",
                 sigma: float | None = None, offset_xy: tuple[float, float] = (0.0, 0.0),
                 **fit_kwargs: Any) -> WindowFit:
-    """Cut a window around every position and fit one Gaussian in each (no neighbours)."""
+    """Cut a window around every position and fit one Gaussian in each (no neighbours).
+
+    Unless ``bounds`` is given, :func:`window_bounds` applies.
+    """
     m = get_model(model)
     img = np.asarray(_to_numpy(image.data if hasattr(image, "dims") else image), dtype=np.float64)
     windows, origins, edge = extract_windows(img, positions_xy, window, offset_xy=offset_xy)
@@ -110,6 +130,7 @@ def fit_windows(image: Any, positions_xy: Any, *, window: int | tuple[int, int] 
     init = estimate_initial(windows, m, positions_xy=pos - origins, sigma=sigma)
     if estimator == "mle":
         init[:, m.background_index] = np.maximum(init[:, m.background_index], 1e-6)
+    fit_kwargs.setdefault("bounds", window_bounds(m, windows.shape[1:]))
     res = fit_batch(windows, init, model=m, estimator=estimator, **fit_kwargs)
     return WindowFit(res.to_numpy(), windows, None, origins, edge)
 
@@ -117,6 +138,7 @@ def fit_windows(image: Any, positions_xy: Any, *, window: int | tuple[int, int] 
 def fit_with_neighbours(image: Any, positions_xy: Any, *, window: int | tuple[int, int] = 7,
                         model: str | GaussianModel = "gauss2d_elliptic", estimator: str = "lse",
                         sigma: float | None = None, rounds: int = 3, relaxation: float = 1.0,
+                        width_range: float = 1.25,
                         render_patch: int | tuple[int, int] | None = None,
                         offset_xy: tuple[float, float] = (0.0, 0.0), **fit_kwargs: Any) -> WindowFit:
     """Fit every column with the fitted tails of all other columns held fixed.
@@ -138,6 +160,10 @@ def fit_with_neighbours(image: Any, positions_xy: Any, *, window: int | tuple[in
         Jacobi iteration) converges in 2-3 rounds for columns more than ~4
         widths apart; values below 1 damp the back-and-forth overshoot of
         pairs closer than ~3 widths.
+    width_range
+        In the rounds, each width stays within this factor of its value from
+        the first fit (which keeps low-count fits from drifting to wide peaks
+        over a negative background).
     render_patch
         Box over which each neighbour is rendered; default ``3 * window``
         (must cover the distance from a neighbour to the far side of a window).
@@ -161,10 +187,34 @@ def fit_with_neighbours(image: Any, positions_xy: Any, *, window: int | tuple[in
     loc = np.asarray(wf.origins_xy, dtype=np.float64) - np.asarray(offset_xy, dtype=np.float64)
     import array_api_compat.numpy as xp
 
+    fit_kwargs.setdefault("bounds", window_bounds(m, (h, w)))
+    # In a dense lattice, wider peaks over a lower background explain the image
+    # almost as well, and with free widths the rounds drift along that valley
+    # (badly so at low counts).  The widths stay within a factor `width_range`
+    # of the first, single-Gaussian fit (itself pulled to within 1.5x of the
+    # median), which leaves room for the neighbour correction.
+    lo_b, hi_b = (np.array(b, dtype=np.float64) for b in fit_kwargs["bounds"])
+    lo_b = np.broadcast_to(lo_b, (n, m.n_parameters)).copy()
+    hi_b = np.broadcast_to(hi_b, (n, m.n_parameters)).copy()
+    ok0 = _to_numpy(res.states) == int(FitState.CONVERGED)
+    sig = list(m.sigma_indices)
+    w0 = np.array(_to_numpy(res.parameters)[:, sig], dtype=np.float64)
+    med0 = np.median(w0[ok0]) if ok0.any() else 1.0
+    w0 = np.clip(np.where(np.isfinite(w0), w0, med0), med0 / 1.5, med0 * 1.5)
+    lo_b[:, sig] = np.maximum(lo_b[:, sig], w0 / width_range)
+    hi_b[:, sig] = np.minimum(hi_b[:, sig], w0 * width_range)
+    fit_kwargs["bounds"] = (lo_b, hi_b)
     for _ in range(rounds):
         states = _to_numpy(res.states)
-        good = _good(states)
+        good = states == int(FitState.CONVERGED)
         params = np.array(_to_numpy(res.parameters), dtype=np.float64, copy=True)
+        good &= params[:, m.amplitude_index] > 0
+        if good.any():
+            # a noisy neighbour fit with a runaway width would paint a wrong tail
+            # over its neighbours: render widths within a factor 1.5 of the median
+            med = np.median(params[good][:, list(m.sigma_indices)])
+            for k in m.sigma_indices:
+                params[:, k] = np.clip(params[:, k], med / 1.5, med * 1.5)
         glob = params.copy()
         glob[:, m.x_index] += loc[:, 0]
         glob[:, m.y_index] += loc[:, 1]
@@ -182,8 +232,12 @@ def fit_with_neighbours(image: Any, positions_xy: Any, *, window: int | tuple[in
         # Damped (Jacobi) update: strongly overlapping pairs otherwise overshoot
         # back and forth; the first round takes the full neighbour model.
         offsets = new if offsets is None else relaxation * new + (1.0 - relaxation) * offsets
-        start = np.where(good[:, None], params, first)
+        start = np.where(good[:, None], np.array(_to_numpy(res.parameters)), first)
         start = np.where(np.isfinite(start), start, first)
+        if estimator == "mle":
+            # the neighbours are now in the model: a start background that
+            # compensated for them could make it negative
+            start[:, m.background_index] = np.maximum(start[:, m.background_index], 1e-6)
         res = fit_batch(wf.windows, start, model=m, estimator=estimator, offset=offsets,
                         **fit_kwargs).to_numpy()
     return WindowFit(res, wf.windows, offsets.reshape(n, h, w), wf.origins_xy, wf.edge)
