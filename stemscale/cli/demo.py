@@ -48,6 +48,8 @@ def _positive(value: int, name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from distributed import Client, LocalCluster
 
     from ..io import open_mosaic
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             mosaic_url, (size, size), seed=args.seed, progress=True, overwrite=True
         )
         elapsed = time.perf_counter() - t0
+        # Workers busy in native threads can take a moment to stop; that is not a problem.
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
 
     mosaic = open_mosaic(mosaic_url)
     table = Table(title="what the demo made")
@@ -99,9 +103,10 @@ def _flatten_counts(summary) -> dict[str, int]:
         return rows
     for group, counts in summary.items():
         if isinstance(counts, dict):
+            blank = "(empty column)" if group == "species" else "pristine"
             for name, n in counts.items():
                 if isinstance(n, (int,)) or hasattr(n, "__int__"):
-                    rows[f"{group}: {name or 'pristine'}"] = int(n)
+                    rows[f"{group}: {name or blank}"] = int(n)
         elif isinstance(counts, int):
             rows[group] = counts
     return rows

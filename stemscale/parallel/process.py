@@ -71,6 +71,10 @@ class BlockConfig:
         Fit convergence; tight so fits from nearby starts agree to < 1e-6 px.
     translation_angstrom
         Position (y, x) in Å of the mosaic's pixel (0, 0), added to Å coordinates.
+    detector
+        ``"fcn"``: the neural network finds and classifies columns and defects.
+        ``"peaks"``: classical local maxima of the smoothed image find columns only
+        (no model needed; no defect classes, ``site`` is ``"?"``).
     """
 
     pixel_size_angstrom: float
@@ -87,12 +91,17 @@ class BlockConfig:
     tolerance: float = 1e-10
     max_iterations: int = 100
     translation_angstrom: tuple[float, float] = (0.0, 0.0)
+    detector: str = "fcn"
     extra: dict = field(default_factory=dict)
 
     @property
     def halo(self) -> int:
         """Halo (px) that makes the owner-computes rule exact for this configuration."""
-        return required_halo(self.detector_margin, self.fit_window + 2 * self.snap_radius)
+        margin = self.detector_margin
+        if self.detector == "peaks":
+            spacing = float(self.extra.get("column_spacing_angstrom", 1.905))
+            margin = max(margin, peaks_context(self.pixel_size_angstrom, spacing))
+        return required_halo(margin, self.fit_window + 2 * self.snap_radius)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -150,6 +159,56 @@ def snap_to_maxima(image: np.ndarray, x: np.ndarray, y: np.ndarray, radius: int,
             break
         yi, xi = new_y, new_x
     return xi.astype(float), yi.astype(float)
+
+
+def _peak_geometry(pixel_size_angstrom: float, column_spacing_angstrom: float):
+    spacing_px = column_spacing_angstrom / pixel_size_angstrom
+    sigma = max(0.5, 0.12 * spacing_px)
+    size = int(2 * spacing_px) | 1
+    return spacing_px, sigma, size
+
+
+def peaks_context(pixel_size_angstrom: float, column_spacing_angstrom: float = 1.905) -> int:
+    """Pixels of image around a point that :func:`find_peaks` looks at to decide it."""
+    _, sigma, size = _peak_geometry(pixel_size_angstrom, column_spacing_angstrom)
+    # smoothing, then two window filters (background minimum, local contrast maximum)
+    return int(np.ceil(4 * sigma)) + 2 * (size // 2) + 1
+
+
+def find_peaks(image: np.ndarray, pixel_size_angstrom: float,
+               column_spacing_angstrom: float = 1.905, min_contrast: float = 0.25) -> pd.DataFrame:
+    """Atom-column candidates as local maxima of the smoothed image (no model needed).
+
+    Every decision is local (within :func:`peaks_context` pixels), so a block with
+    that much halo finds exactly what a whole-image run finds.
+
+    Parameters
+    ----------
+    image
+        2-D image.
+    pixel_size_angstrom
+        Pixel size in Å.
+    column_spacing_angstrom
+        Nearest distance between projected columns (1.9 Å for WSe2 M-X2).
+    min_contrast
+        A peak must rise above its local background by this fraction of the
+        strongest peak contrast nearby.
+    """
+    from skimage.feature import peak_local_max
+
+    spacing_px, sigma, size = _peak_geometry(pixel_size_angstrom, column_spacing_angstrom)
+    smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float64), sigma, mode="nearest")
+    contrast = smooth - ndimage.minimum_filter(smooth, size=size, mode="nearest")
+    local_max = ndimage.maximum_filter(contrast, size=size, mode="nearest")
+    peaks = peak_local_max(contrast, min_distance=max(1, int(0.45 * spacing_px)),
+                           exclude_border=False)
+    if len(peaks):
+        keep = contrast[peaks[:, 0], peaks[:, 1]] >= min_contrast * local_max[peaks[:, 0], peaks[:, 1]]
+        keep &= contrast[peaks[:, 0], peaks[:, 1]] > 0
+        peaks = peaks[keep]
+    y, x = peaks[:, 0].astype(float), peaks[:, 1].astype(float)
+    return pd.DataFrame({"x_px": x, "y_px": y, "site": "?", "label": "",
+                         "score": contrast[peaks[:, 0], peaks[:, 1]].astype(np.float32)})
 
 
 def _place_defects(defects: pd.DataFrame, atoms: pd.DataFrame, lattice_nn: float) -> pd.DataFrame:
@@ -228,11 +287,17 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
         return empty_atoms(), empty_defects()  # vacuum or blank: nothing to find
 
     ps = float(config.pixel_size_angstrom)
-    model = get_model(config.model, device=config.device)
-    found = detect(image, ps, model=model, tta=config.tta, device=config.device,
-                   amp=config.amp, stats=config.stats, resample=True)
+    if config.detector == "peaks":
+        columns = find_peaks(image, ps, float(config.extra.get("column_spacing_angstrom", 1.905)))
+        found_defects = pd.DataFrame({c: [] for c in ["class", "x_px", "y_px", "score", "area"]})
+    elif config.detector == "fcn":
+        model = get_model(config.model, device=config.device)
+        found = detect(image, ps, model=model, tta=config.tta, device=config.device,
+                       amp=config.amp, stats=config.stats, resample=True)
+        columns, found_defects = found.columns, found.defects
+    else:
+        raise InputError(f"detector must be 'fcn' or 'peaks', got {config.detector!r}")
     oy, ox = spec.origin
-    columns = found.columns
     if columns.empty:
         atoms = empty_atoms()
     else:
@@ -261,17 +326,20 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
             "y_err_pm": fits.get("y_err_pm", pd.Series(np.nan, index=fits.index)).to_numpy(),
             "state": fits["state"].to_numpy(),
         })
-        # A failed fit keeps its (global) start so ownership is still decided.
-        bad = ~(np.isfinite(atoms["x_px"]) & np.isfinite(atoms["y_px"]))
+        # A failed fit (diverged, left its window ...) reports its start position, so its
+        # owner is the block that found it and its row never lands somewhere arbitrary.
+        bad = _failed(atoms)
         atoms.loc[bad, "x_px"] = seeds["x_px"].to_numpy()[bad] + ox
         atoms.loc[bad, "y_px"] = seeds["y_px"].to_numpy()[bad] + oy
+        atoms.loc[bad, ["x_err_pm", "y_err_pm", "amplitude", "sigma_x_px", "sigma_y_px",
+                        "background"]] = np.nan
         ty, tx = config.translation_angstrom
         atoms["x_A"] = atoms["x_px"] * ps + tx
         atoms["y_A"] = atoms["y_px"] * ps + ty
         atoms["block"] = spec.key
         atoms = _typed(keep_owned(atoms, spec.core), ATOM_COLUMNS)
 
-    defects = found.defects.copy()
+    defects = found_defects.copy()
     defects["x_px"] += ox
     defects["y_px"] += oy
     lattice_nn = float(config.extra.get("column_spacing_angstrom", 1.905)) / ps
@@ -286,10 +354,19 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
     return atoms, defects
 
 
+def _failed(fits: pd.DataFrame) -> np.ndarray:
+    """Fits whose position is not a usable estimate (anything but converged / max-iterations)."""
+    from ..fit import FitState
+
+    ok = fits["state"].isin([int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS)]).to_numpy()
+    finite = np.isfinite(fits["x_px"].to_numpy()) & np.isfinite(fits["y_px"].to_numpy())
+    return ~(ok & finite)
+
+
 def _global_fits(fits: pd.DataFrame, seeds: pd.DataFrame, ox: int, oy: int) -> pd.DataFrame:
     x = fits["x_px"].to_numpy().copy()
     y = fits["y_px"].to_numpy().copy()
-    bad = ~(np.isfinite(x) & np.isfinite(y))
+    bad = _failed(fits)
     x[bad] = seeds["x_px"].to_numpy()[bad] + ox
     y[bad] = seeds["y_px"].to_numpy()[bad] + oy
     return pd.DataFrame({"x_px": x, "y_px": y, "site": seeds["site"].to_numpy()})

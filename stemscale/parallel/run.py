@@ -142,6 +142,7 @@ def _manifest(url: str, shape, specs, config: BlockConfig, block_shape) -> dict[
 
 
 def _same_run(old: dict, new: dict) -> bool:
+    new = json.loads(json.dumps(new, default=str))  # tuples -> lists, as stored
     keys = ("mosaic", "mosaic_shape", "block_shape", "halo", "config")
     return all(old.get(k) == new.get(k) for k in keys)
 
