@@ -25,6 +25,12 @@ typedef DATA_T data_t;
 #include <math.h>
 #define __device__
 #define __forceinline__ inline
+#define R_NAN ((real_t)NAN)
+#define R_INF ((real_t)INFINITY)
+#else
+// NVRTC compiles without the C headers: build NaN and Inf from their bits
+#define R_NAN ((real_t)__longlong_as_double(0x7ff8000000000000LL))
+#define R_INF ((real_t)__longlong_as_double(0x7ff0000000000000LL))
 #endif
 
 #ifdef REAL_IS_FLOAT
@@ -112,7 +118,7 @@ __device__ __forceinline__ real_t accumulate(const real_t* p, const data_t* d, c
             const real_t dk = (real_t)d[k];
             real_t rw, hw;
             if (mle) {
-                if (!(f > 0)) return (real_t)INFINITY;
+                if (!(f > 0)) return R_INF;
                 if (dk > 0) chi2 += (real_t)2 * ((f - dk) - dk * LOG(f / dk));
                 else chi2 += (real_t)2 * (f - dk);
                 hw = (real_t)1 / f;
@@ -236,8 +242,8 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     }
     if (!valid) {
 #pragma unroll
-        for (int k = 0; k < P; ++k) p[k] = (real_t)NAN;
-        *out_state = ST_INVALID; *out_chi2 = (real_t)NAN; *out_it = 0;
+        for (int k = 0; k < P; ++k) p[k] = R_NAN;
+        *out_state = ST_INVALID; *out_chi2 = R_NAN; *out_it = 0;
         return;
     }
     real_t lam = (real_t)LAMBDA_START;
@@ -282,7 +288,7 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     for (int k = 0; k < P; ++k) if (!is_finite(p[k])) finite = false;
     if (!finite) {
 #pragma unroll
-        for (int k = 0; k < P; ++k) p[k] = (real_t)NAN;
+        for (int k = 0; k < P; ++k) p[k] = R_NAN;
         *out_state = ST_DIVERGED; *out_chi2 = chi2; *out_it = it;
         return;
     }

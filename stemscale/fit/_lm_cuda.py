@@ -50,14 +50,17 @@ def lm_cuda(data: Any, initial: Any, *, model: GaussianModel, window_shape: tupl
 
     from .api import _bounds_numpy
 
-    back_to_torch = type(data).__module__.split(".")[0] == "torch"
-    if back_to_torch:
-        data = cupy.from_dlpack(data.contiguous())
-        initial = cupy.from_dlpack(initial.contiguous()) if hasattr(initial, "__dlpack__") else initial
-        if weights is not None and hasattr(weights, "__dlpack__"):
-            weights = cupy.from_dlpack(weights.contiguous())
-        if offsets is not None and hasattr(offsets, "__dlpack__"):
-            offsets = cupy.from_dlpack(offsets.contiguous())
+    def is_torch(a: Any) -> bool:
+        return type(a).__module__.split(".")[0] == "torch"
+
+    def to_cupy(a: Any) -> Any:
+        # CUDA torch tensors are shared through DLPack without a copy
+        return cupy.from_dlpack(a.contiguous()) if is_torch(a) else a
+
+    back_to_torch = is_torch(data)
+    data, initial = to_cupy(data), to_cupy(initial)
+    weights = None if weights is None else to_cupy(weights)
+    offsets = None if offsets is None else to_cupy(offsets)
     h, w = window_shape
     if h > MAX_EDGE or w > MAX_EDGE:
         raise InputError(f"the GPU kernel handles windows up to {MAX_EDGE} px a side, got {(h, w)}")

@@ -127,6 +127,25 @@ def test_cuda_kernel_compiles_for_hopper(tmp_path, real):
         assert f".entry {name}(" in ptx
 
 
+def test_cuda_kernel_compiles_with_nvrtc():
+    """CuPy compiles the kernel with NVRTC, which has no C headers: check that path too."""
+    nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    from stemscale.fit._cuda_source import CUDA_SOURCE
+
+    for real in ("float", "double"):
+        opts = ["-std=c++14", f"-DREAL={real}", "-DDATA_T=float", "-arch=compute_90"]
+        if real == "float":
+            opts.append("-DREAL_IS_FLOAT")
+        prog = nvrtc.createProgram(CUDA_SOURCE, "lm.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, opts)
+        except Exception:  # noqa: BLE001
+            pytest.fail(nvrtc.getProgramLog(prog))
+        ptx = nvrtc.getPTX(prog)
+        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+        assert ".entry lm_gauss2d_elliptic(" in ptx
+
+
 def _gpu_available() -> bool:
     try:
         import cupy
