@@ -22,6 +22,9 @@ _SUBCOMMAND_MODULES = [
     "stemscale.cli.simulate",
     "stemscale.cli.ingest",
     "stemscale.cli.info",
+    "stemscale.cli.find",
+    "stemscale.cli.detect",
+    "stemscale.cli.run",
 ]
 
 DESCRIPTION = """\
