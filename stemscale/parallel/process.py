@@ -75,6 +75,9 @@ class BlockConfig:
         ``"fcn"``: the neural network finds and classifies columns and defects.
         ``"peaks"``: classical local maxima of the smoothed image find columns only
         (no model needed; no defect classes, ``site`` is ``"?"``).
+    fit_backend
+        Fitting backend; ``"auto"`` fits on the GPU (CuPy, else torch) when
+        ``device`` is CUDA and on the CPU (numba) otherwise.
     """
 
     pixel_size_angstrom: float
@@ -92,6 +95,7 @@ class BlockConfig:
     max_iterations: int = 100
     translation_angstrom: tuple[float, float] = (0.0, 0.0)
     detector: str = "fcn"
+    fit_backend: str = "auto"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -314,7 +318,7 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
             window=config.fit_window,
             model=config.fit_model, estimator=config.estimator, pixel_size_angstrom=ps,
             offset_xy=(float(ox), float(oy)), tolerance=config.tolerance,
-            max_iterations=config.max_iterations,
+            max_iterations=config.max_iterations, backend=_fit_backend(config),
         )
         atoms = pd.DataFrame({
             "x_px": fits["x_px"].to_numpy(), "y_px": fits["y_px"].to_numpy(),
@@ -352,6 +356,16 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
     defects["block"] = spec.key
     defects = _typed(keep_owned(defects, spec.core), DEFECT_COLUMNS)
     return atoms, defects
+
+
+def _fit_backend(config: BlockConfig) -> str:
+    """GPU workers fit on the GPU; tables come back to the host, pixels never do twice."""
+    if config.fit_backend != "auto" or not str(config.device).startswith("cuda"):
+        return config.fit_backend
+    from ..fit import available_backends
+
+    backends = available_backends()
+    return "cupy" if "cupy" in backends else "torch"
 
 
 def _failed(fits: pd.DataFrame) -> np.ndarray:
