@@ -79,8 +79,8 @@ template <> struct NParams<2> { static const int value = 7; };
 // the Poisson model is not positive.
 template <int MODEL>
 __device__ __forceinline__ real_t accumulate(const real_t* p, const data_t* d, const real_t* wt,
-                                             const real_t* off, bool mle, int h, int w, real_t* ex, real_t* ey,
-                                             real_t* g, real_t* H) {
+                                             const real_t* off, bool mle, int h, int w,
+                                             real_t* ex, real_t* ey, real_t* g, real_t* H) {
     const int P = NParams<MODEL>::value;
     const real_t amp = p[0], x0 = p[1], y0 = p[2];
     const real_t sx = p[3];
@@ -91,8 +91,14 @@ __device__ __forceinline__ real_t accumulate(const real_t* p, const data_t* d, c
     const real_t isx = (real_t)1 / sx, isy = (real_t)1 / sy;
     const real_t isx2 = isx * isx, isy2 = isy * isy;
     if (MODEL != 2) {
-        for (int j = 0; j < w; ++j) { real_t dx = j - x0; ex[j] = EXP((real_t)-0.5 * dx * dx * isx2); }
-        for (int i = 0; i < h; ++i) { real_t dy = i - y0; ey[i] = EXP((real_t)-0.5 * dy * dy * isy2); }
+        for (int j = 0; j < w; ++j) {
+            const real_t dx = j - x0;
+            ex[j] = EXP((real_t)-0.5 * dx * dx * isx2);
+        }
+        for (int i = 0; i < h; ++i) {
+            const real_t dy = i - y0;
+            ey[i] = EXP((real_t)-0.5 * dy * dy * isy2);
+        }
     }
 #pragma unroll
     for (int a = 0; a < P; ++a) g[a] = 0;
@@ -158,8 +164,8 @@ __device__ __forceinline__ real_t accumulate(const real_t* p, const data_t* d, c
 
 // Scaled damped Cholesky solve, as _lm_portable.solve_scaled.
 template <int P>
-__device__ __forceinline__ bool solve(const real_t* H, const real_t* g, real_t lam, const int* freem,
-                                      real_t eps, real_t* delta) {
+__device__ __forceinline__ bool solve(const real_t* H, const real_t* g, real_t lam,
+                                      const int* freem, real_t eps, real_t* delta) {
     real_t s[P], L[P * (P + 1) / 2];
     bool ok = true;
 #pragma unroll
@@ -213,7 +219,8 @@ __device__ __forceinline__ bool solve(const real_t* H, const real_t* g, real_t l
 
 // One fit, as _lm_numba._fit_one.  p holds the start values and receives the result.
 template <int MODEL>
-__device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const real_t* off, bool mle, int h, int w,
+__device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const real_t* off,
+                                        bool mle, int h, int w,
                                         real_t* p, const real_t* lo, const real_t* hi,
                                         const int* freem, int max_it, real_t tol, real_t eps,
                                         int* out_state, real_t* out_chi2, int* out_it) {
@@ -295,7 +302,8 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     if (state == ST_CONVERGED || state == ST_MAX_ITERATIONS) {
         if (!(p[0] > (real_t)1e-6 * dmax) || dmax == 0)
             state = ST_NO_PEAK;
-        else if (p[1] < (real_t)-0.5 || p[1] > w - (real_t)0.5 || p[2] < (real_t)-0.5 || p[2] > h - (real_t)0.5)
+        else if (p[1] < (real_t)-0.5 || p[1] > w - (real_t)0.5 || p[2] < (real_t)-0.5 ||
+                 p[2] > h - (real_t)0.5)
             state = ST_LEFT_WINDOW;
     }
     p[3] = FABS(p[3]);
@@ -303,85 +311,92 @@ __device__ __forceinline__ void fit_one(const data_t* d, const real_t* wt, const
     *out_state = state; *out_chi2 = chi2; *out_it = it;
 }
 
+// Everything one launch needs; the entry points take plain arguments (what
+// CuPy passes) and pack them here.
+struct Batch {
+    const data_t* data;
+    const real_t* weights;  // (n, M) or null
+    const real_t* offsets;  // (n, M) or null
+    const real_t* init;     // (n, P)
+    const real_t* lo;       // (lo_rows, P)
+    const real_t* hi;       // (hi_rows, P)
+    const int* freem;       // (P,)
+    real_t* out_p;
+    int* out_state;
+    real_t* out_chi2;
+    int* out_it;
+    long long n;
+    int h, w, mle, lo_rows, hi_rows, max_it;
+    real_t tol, eps;
+};
+
 template <int MODEL>
-__device__ __forceinline__ void run_fit(long long i, const data_t* d, const real_t* weights, int has_w, const real_t* offsets, int has_off,
-                                        int mle, int h, int w, const real_t* init, const real_t* lo,
-                                        int lo_rows, const real_t* hi, int hi_rows, const int* freem,
-                                        int max_it, real_t tol, real_t eps, real_t* out_p,
-                                        int* out_state, real_t* out_chi2, int* out_it) {
+__device__ __forceinline__ void run_fit(long long i, const data_t* d, const Batch& b) {
     const int P = NParams<MODEL>::value;
-    const long long M = (long long)h * w;
+    const long long M = (long long)b.h * b.w;
     real_t p[P];
 #pragma unroll
-    for (int k = 0; k < P; ++k) p[k] = init[i * P + k];
-    const real_t* wt = has_w ? weights + i * M : (const real_t*)0;
-    const real_t* off = has_off ? offsets + i * M : (const real_t*)0;
-    fit_one<MODEL>(d, wt, off, mle != 0, h, w, p, lo + (lo_rows > 1 ? i * P : 0),
-                   hi + (hi_rows > 1 ? i * P : 0), freem, max_it, tol, eps,
-                   out_state + i, out_chi2 + i, out_it + i);
+    for (int k = 0; k < P; ++k) p[k] = b.init[i * P + k];
+    const real_t* wt = b.weights ? b.weights + i * M : (const real_t*)0;
+    const real_t* off = b.offsets ? b.offsets + i * M : (const real_t*)0;
+    fit_one<MODEL>(d, wt, off, b.mle != 0, b.h, b.w, p, b.lo + (b.lo_rows > 1 ? i * P : 0),
+                   b.hi + (b.hi_rows > 1 ? i * P : 0), b.freem, b.max_it, b.tol, b.eps,
+                   b.out_state + i, b.out_chi2 + i, b.out_it + i);
 #pragma unroll
-    for (int k = 0; k < P; ++k) out_p[i * P + k] = p[k];
+    for (int k = 0; k < P; ++k) b.out_p[i * P + k] = p[k];
 }
+
+#define BATCH_ARGS                                                                    \
+    const data_t *data, const real_t *weights, int has_w, const real_t *offsets,     \
+        int has_off, int mle, long long n, int h, int w, const real_t *init,          \
+        const real_t *lo, int lo_rows, const real_t *hi, int hi_rows, const int *freem, \
+        int max_it, real_t tol, real_t eps
+#define MAKE_BATCH                                                                    \
+    Batch b = {data, has_w ? weights : 0, has_off ? offsets : 0, init, lo, hi, freem, \
+               out_p, out_state, out_chi2, out_it, n, h, w, mle, lo_rows, hi_rows,    \
+               max_it, tol, eps}
+#define OUT_ARGS real_t *out_p, int *out_state, real_t *out_chi2, int *out_it
 
 #ifndef STEMSCALE_HOST
 // One thread per fit.  With use_shared the block first copies its windows into
 // shared memory with coalesced loads (a window's pixels are contiguous in
 // global memory, so per-thread reads would be strided by h * w).
 template <int MODEL>
-__device__ __forceinline__ void kernel_body(const data_t* data, const real_t* weights, int has_w, const real_t* offsets, int has_off, int mle,
-                                            long long n, int h, int w, const real_t* init,
-                                            const real_t* lo, int lo_rows, const real_t* hi,
-                                            int hi_rows, const int* freem, int max_it, real_t tol,
-                                            real_t eps, int use_shared, real_t* out_p,
-                                            int* out_state, real_t* out_chi2, int* out_it) {
+__device__ __forceinline__ void kernel_body(const Batch& b, int use_shared) {
     extern __shared__ unsigned char smem_raw[];
     data_t* sdata = reinterpret_cast<data_t*>(smem_raw);
-    const long long M = (long long)h * w;
+    const long long M = (long long)b.h * b.w;
     const long long first = (long long)blockIdx.x * blockDim.x;
     const long long i = first + threadIdx.x;
     if (use_shared) {
-        long long count = n - first;
+        long long count = b.n - first;
         if (count > blockDim.x) count = blockDim.x;
         const long long total = count * M;
-        for (long long t = threadIdx.x; t < total; t += blockDim.x) sdata[t] = data[first * M + t];
+        for (long long t = threadIdx.x; t < total; t += blockDim.x)
+            sdata[t] = b.data[first * M + t];
         __syncthreads();
     }
-    if (i >= n) return;
-    const data_t* d = use_shared ? sdata + threadIdx.x * M : data + i * M;
-    run_fit<MODEL>(i, d, weights, has_w, offsets, has_off, mle, h, w, init, lo, lo_rows, hi, hi_rows, freem, max_it,
-                   tol, eps, out_p, out_state, out_chi2, out_it);
+    if (i >= b.n) return;
+    run_fit<MODEL>(i, use_shared ? sdata + threadIdx.x * M : b.data + i * M, b);
 }
 
-#define STEMSCALE_KERNEL(NAME, MODEL)                                                           \
-extern "C" __global__ void NAME(const data_t* data, const real_t* weights, int has_w, const real_t* offsets, int has_off, int mle,  \
-                                long long n, int h, int w, const real_t* init, const real_t* lo, \
-                                int lo_rows, const real_t* hi, int hi_rows, const int* freem,    \
-                                int max_it, real_t tol, real_t eps, int use_shared,              \
-                                real_t* out_p, int* out_state, real_t* out_chi2, int* out_it) { \
-    kernel_body<MODEL>(data, weights, has_w, offsets, has_off, mle, n, h, w, init, lo, lo_rows, hi, hi_rows, freem,  \
-                       max_it, tol, eps, use_shared, out_p, out_state, out_chi2, out_it);         \
-}
+#define STEMSCALE_KERNEL(NAME, MODEL)                                            \
+    extern "C" __global__ void NAME(BATCH_ARGS, int use_shared, OUT_ARGS) {      \
+        MAKE_BATCH;                                                              \
+        kernel_body<MODEL>(b, use_shared);                                       \
+    }
 
 STEMSCALE_KERNEL(lm_gauss2d, 0)
 STEMSCALE_KERNEL(lm_gauss2d_elliptic, 1)
 STEMSCALE_KERNEL(lm_gauss2d_rotated, 2)
 #else
-extern "C" void lm_host(int model, const data_t* data, const real_t* weights, int has_w, const real_t* offsets, int has_off, int mle,
-                        long long n, int h, int w, const real_t* init, const real_t* lo, int lo_rows,
-                        const real_t* hi, int hi_rows, const int* freem, int max_it, real_t tol,
-                        real_t eps, real_t* out_p, int* out_state, real_t* out_chi2, int* out_it) {
+extern "C" void lm_host(int model, BATCH_ARGS, OUT_ARGS) {
+    MAKE_BATCH;
     const long long M = (long long)h * w;
     for (long long i = 0; i < n; ++i) {
-        const data_t* d = data + i * M;
-        if (model == 0)
-            run_fit<0>(i, d, weights, has_w, offsets, has_off, mle, h, w, init, lo, lo_rows, hi, hi_rows, freem, max_it,
-                       tol, eps, out_p, out_state, out_chi2, out_it);
-        else if (model == 1)
-            run_fit<1>(i, d, weights, has_w, offsets, has_off, mle, h, w, init, lo, lo_rows, hi, hi_rows, freem, max_it,
-                       tol, eps, out_p, out_state, out_chi2, out_it);
-        else
-            run_fit<2>(i, d, weights, has_w, offsets, has_off, mle, h, w, init, lo, lo_rows, hi, hi_rows, freem, max_it,
-                       tol, eps, out_p, out_state, out_chi2, out_it);
+        if (model == 0) run_fit<0>(i, data + i * M, b);
+        else if (model == 1) run_fit<1>(i, data + i * M, b);
+        else run_fit<2>(i, data + i * M, b);
     }
 }
 #endif

@@ -39,7 +39,8 @@ def _module(real: str, data: str):
 
 
 def lm_cuda(data: Any, initial: Any, *, model: GaussianModel, window_shape: tuple[int, int],
-            mle: bool, weights: Any | None, offsets: Any | None, bounds: Any, free: list[bool], max_iterations: int,
+            mle: bool, weights: Any | None, offsets: Any | None, bounds: Any, free: list[bool],
+            max_iterations: int,
             tolerance: float, compute_dtype: str | None = None, block_size: int = 128):
     """Run the fused kernel; returns ``(parameters, states, chi_square, iterations)``.
 
@@ -99,9 +100,11 @@ def lm_cuda(data: Any, initial: Any, *, model: GaussianModel, window_shape: tupl
         real = np.float32 if compute_dtype == "float" else np.float64
         grid = ((n + bs - 1) // bs,)
         kern(grid, (bs,), (
-            data, wts, np.int32(has_w), offs, np.int32(has_off), np.int32(bool(mle)), np.int64(n), np.int32(h), np.int32(w),
+            data, wts, np.int32(has_w), offs, np.int32(has_off), np.int32(bool(mle)), np.int64(n),
+            np.int32(h), np.int32(w),
             init, lo, np.int32(lo.shape[0]), hi, np.int32(hi.shape[0]), freem,
-            np.int32(max_iterations), real(tolerance), real(pivot_epsilon(compute_dtype == "double")),
+            np.int32(max_iterations), real(tolerance),
+            real(pivot_epsilon(compute_dtype == "double")),
             np.int32(use_shared), out_p, out_state, out_chi2, out_it,
         ), shared_mem=(bs * M * itemsize if use_shared else 0))
     if back_to_torch:

@@ -551,7 +551,8 @@ def _fit_one(code, mle, d, wt, has_w, off, has_off, h, w, p, lo, hi, free, max_i
 
 
 @njit(parallel=True, **_jit)
-def _kernel(code, mle, data, weights, has_w, offsets, has_off, h, w, init, lo, hi, free, max_it, tol, eps,
+def _kernel(code, mle, data, weights, has_w, offsets, has_off, h, w, init, lo, hi, free, max_it,
+            tol, eps,
             nchunk, out_p, out_state, out_chi2, out_it):
     n = data.shape[0]
     P = init.shape[1]
@@ -577,7 +578,8 @@ def _kernel(code, mle, data, weights, has_w, offsets, has_off, h, w, init, lo, h
             q = i if hi.shape[0] > 1 else 0
             wrow = weights[i] if has_w else weights[0]
             orow = offsets[i] if has_off else offsets[0]
-            st, chi, it = _fit_one(code, mle, data[i], wrow, has_w, orow, has_off, h, w, p, lo[r], hi[q], free,
+            st, chi, it = _fit_one(code, mle, data[i], wrow, has_w, orow, has_off, h, w, p, lo[r],
+                                   hi[q], free,
                                    max_it, tol, eps, pt, g, H, gt, Ht, L, s, delta, ex, ey, fit_k)
             out_state[i] = st
             out_chi2[i] = chi
@@ -591,7 +593,8 @@ def _n_chunks(n: int) -> int:
 
 def lm_numba(data: np.ndarray, initial: np.ndarray, *, model: GaussianModel,
              window_shape: tuple[int, int], mle: bool, weights: np.ndarray | None,
-             offsets: np.ndarray | None, lower: np.ndarray, upper: np.ndarray, free: list[bool], max_iterations: int,
+             offsets: np.ndarray | None, lower: np.ndarray, upper: np.ndarray, free: list[bool],
+             max_iterations: int,
              tolerance: float):
     """Fit every row of ``data`` with the compiled kernel (NumPy in, NumPy out)."""
     n, P = initial.shape
@@ -607,7 +610,8 @@ def lm_numba(data: np.ndarray, initial: np.ndarray, *, model: GaussianModel,
     has_off = offsets is not None
     offs = offsets if has_off else np.zeros((1, 1), dtype=np.float64)
     _kernel(model.code, bool(mle), data, wts, has_w, offs, has_off, h, w, initial,
-            np.ascontiguousarray(lower, dtype=np.float64), np.ascontiguousarray(upper, dtype=np.float64),
+            np.ascontiguousarray(lower, dtype=np.float64),
+            np.ascontiguousarray(upper, dtype=np.float64),
             np.asarray(free, dtype=np.bool_), int(max_iterations), float(tolerance),
             pivot_epsilon(True), _n_chunks(n), out_p, out_state, out_chi2, out_it)
     return out_p, out_state, out_chi2, out_it

@@ -224,7 +224,8 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, off, lo, hi, free, max_it,
 
     idx = xp.nonzero(~invalid)[0]
     ap, aH, ag, achi = (xp.take(a, idx, axis=0) for a in (p, H, g, chi2))
-    ad, aw, alo, ahi = xp.take(d, idx, axis=0), _take(xp, w, idx), _take(xp, lo, idx), _take(xp, hi, idx)
+    ad = xp.take(d, idx, axis=0)
+    aw, alo, ahi = _take(xp, w, idx), _take(xp, lo, idx), _take(xp, hi, idx)
     aoff = None if off is None else xp.take(off, idx, axis=0)
     alam = xp.full((idx.shape[0],), LAMBDA_START, **_kw(xp, d))
 
@@ -260,7 +261,9 @@ def _lm_chunk(xp, d, p0, model, window_shape, mle, w, off, lo, hi, free, max_it,
         if keep.shape[0] == idx.shape[0]:
             continue
         idx = xp.take(idx, keep, axis=0)
-        ap, aH, ag, achi, alam, ad = (xp.take(a, keep, axis=0) for a in (ap, aH, ag, achi, alam, ad))
+        ap, aH, ag, achi, alam, ad = (
+            xp.take(a, keep, axis=0) for a in (ap, aH, ag, achi, alam, ad)
+        )
         aw, alo, ahi = _take(xp, aw, keep), _take(xp, alo, keep), _take(xp, ahi, keep)
         aoff = None if aoff is None else xp.take(aoff, keep, axis=0)
 
@@ -283,8 +286,8 @@ def finalize(xp: Any, params: Any, state: Any, model: GaussianModel,
     movable = (state == int(FitState.CONVERGED)) | (state == int(FitState.MAX_ITERATIONS))
     amp = params[:, model.amplitude_index]
     no_peak = ~(amp > 1e-6 * data_max) | (data_max == 0)
-    state = xp.where(movable & no_peak, xp.full_like(state, int(FitState.NO_PEAK)),
-                     xp.where(movable & outside, xp.full_like(state, int(FitState.LEFT_WINDOW)), state))
+    left = xp.where(movable & outside, xp.full_like(state, int(FitState.LEFT_WINDOW)), state)
+    state = xp.where(movable & no_peak, xp.full_like(state, int(FitState.NO_PEAK)), left)
     cols = [params[:, k] for k in range(params.shape[1])]
     for k in model.sigma_indices:
         cols[k] = xp.abs(cols[k])

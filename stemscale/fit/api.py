@@ -191,28 +191,38 @@ def fit_batch(
     kind = _array_kind(data)
     ndim = len(data.shape)
     if ndim == 3:
-        window_shape = (int(data.shape[1]), int(data.shape[2])) if window_shape is None else window_shape
+        if window_shape is None:
+            window_shape = (int(data.shape[1]), int(data.shape[2]))
         if tuple(window_shape) != tuple(data.shape[1:]):
-            raise InputError(f"window_shape {window_shape} does not match data of shape {tuple(data.shape)}")
+            raise InputError(
+                f"window_shape {window_shape} does not match data of shape {tuple(data.shape)}"
+            )
         data = data.reshape((data.shape[0], window_shape[0] * window_shape[1]))
     elif ndim == 2:
         if window_shape is None:
             side = math.isqrt(int(data.shape[1]))
             if side * side != data.shape[1]:
                 raise InputError(
-                    f"data has {data.shape[1]} pixels per fit, not a square; pass window_shape=(h, w)"
+                    f"data has {data.shape[1]} pixels per fit, not a square; "
+                    "pass window_shape=(h, w)"
                 )
             window_shape = (side, side)
     else:
-        raise InputError(f"data must be (n_fits, n_pixels) or (n_fits, h, w), got shape {tuple(data.shape)}")
+        raise InputError(
+            f"data must be (n_fits, n_pixels) or (n_fits, h, w), got shape {tuple(data.shape)}"
+        )
     h, w = (int(v) for v in window_shape)
     if h * w != data.shape[1]:
-        raise InputError(f"window_shape {(h, w)} has {h * w} pixels but data rows have {data.shape[1]}")
+        raise InputError(
+            f"window_shape {(h, w)} has {h * w} pixels but data rows have {data.shape[1]}"
+        )
     if h * w < P:
         raise InputError(f"a {h}x{w} window has fewer pixels than the {P} parameters of {m.name}")
     n = int(data.shape[0])
     if tuple(initial.shape) != (n, P):
-        raise InputError(f"initial must have shape ({n}, {P}) for model {m.name}, got {tuple(initial.shape)}")
+        raise InputError(
+            f"initial must have shape ({n}, {P}) for model {m.name}, got {tuple(initial.shape)}"
+        )
     if fit_mask is None:
         free = [True] * P
     else:
@@ -221,7 +231,9 @@ def fit_batch(
             raise InputError(f"fit_mask needs {P} entries for model {m.name}, got {len(free)}")
     for name, arr in (("weights", weights), ("offset", offset)):
         if arr is not None and tuple(arr.shape) not in ((n, h * w), (n, h, w)):
-            raise InputError(f"{name} must have the shape of data ({n}, {h * w}), got {tuple(arr.shape)}")
+            raise InputError(
+                f"{name} must have the shape of data ({n}, {h * w}), got {tuple(arr.shape)}"
+            )
 
     if backend == "auto":
         backend = {"numpy": "numba", "torch": "torch", "cupy": "cupy"}[kind]
@@ -239,7 +251,8 @@ def fit_batch(
 
         params, states, chi2, iters = lm_cuda(
             data, initial, model=m, window_shape=(h, w), mle=estimator == "mle", weights=weights,
-            offsets=offset, bounds=bounds, free=free, max_iterations=int(max_iterations), tolerance=float(tolerance),
+            offsets=offset, bounds=bounds, free=free, max_iterations=int(max_iterations),
+            tolerance=float(tolerance),
         )
     else:
         if backend == "torch" and kind == "numpy":
@@ -292,7 +305,8 @@ def _run_numba(data, initial, m, shape, estimator, weights, offset, bounds, free
     if offset is not None:
         offset = np.ascontiguousarray(np.asarray(offset, dtype=np.float64).reshape(data.shape))
     return lm_numba(np.ascontiguousarray(data), init, model=m, window_shape=shape,
-                    mle=estimator == "mle", weights=weights, offsets=offset, lower=lo, upper=hi, free=free,
+                    mle=estimator == "mle", weights=weights, offsets=offset, lower=lo, upper=hi,
+                    free=free,
                     max_iterations=int(max_it), tolerance=float(tol))
 
 

@@ -98,7 +98,8 @@ def render_peaks(shape: tuple[int, int], params_global: np.ndarray, model: str |
     return out.reshape(ny, nx)
 
 
-def window_bounds(model: str | GaussianModel, window_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def window_bounds(model: str | GaussianModel,
+                  window_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Sane boxes for column fits: amplitude >= 0 and widths in [0.25 px, window edge].
 
     A Gaussian wider than its window is not constrained by the data, and at
@@ -140,7 +141,8 @@ def fit_with_neighbours(image: Any, positions_xy: Any, *, window: int | tuple[in
                         sigma: float | None = None, rounds: int = 3, relaxation: float = 1.0,
                         width_range: float = 1.25,
                         render_patch: int | tuple[int, int] | None = None,
-                        offset_xy: tuple[float, float] = (0.0, 0.0), **fit_kwargs: Any) -> WindowFit:
+                        offset_xy: tuple[float, float] = (0.0, 0.0),
+                        **fit_kwargs: Any) -> WindowFit:
     """Fit every column with the fitted tails of all other columns held fixed.
 
     Parameters

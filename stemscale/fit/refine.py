@@ -23,11 +23,15 @@ def _positions(positions: Any) -> tuple[np.ndarray, pd.Index | None]:
     if isinstance(positions, pd.DataFrame):
         missing = {"x_px", "y_px"} - set(positions.columns)
         if missing:
-            raise InputError(f"positions table lacks column(s) {sorted(missing)}; expected x_px, y_px")
+            raise InputError(
+                f"positions table lacks column(s) {sorted(missing)}; expected x_px, y_px"
+            )
         return positions[["x_px", "y_px"]].to_numpy(dtype=np.float64), positions.index
     arr = np.asarray(positions, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise InputError(f"positions must be an (n, 2) array of x, y pixels or a table, got shape {arr.shape}")
+        raise InputError(
+            f"positions must be an (n, 2) array of x, y pixels or a table, got shape {arr.shape}"
+        )
     return arr, None
 
 
@@ -79,7 +83,9 @@ def refine_positions(image: Any, positions: Any, *, window: int = 7,
     if pixel_size_angstrom is not None and not (
         np.isfinite(pixel_size_angstrom) and pixel_size_angstrom > 0
     ):
-        raise InputError(f"pixel_size_angstrom must be a positive number, got {pixel_size_angstrom!r}")
+        raise InputError(
+            f"pixel_size_angstrom must be a positive number, got {pixel_size_angstrom!r}"
+        )
     kw = dict(window=window, model=m, estimator=estimator, sigma=sigma, offset_xy=offset_xy,
               backend=backend, max_iterations=max_iterations, tolerance=tolerance)
     if neighbour_rounds:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 from array_api_compat import array_namespace
 
 from ..errors import InputError
@@ -25,7 +24,9 @@ def _prep(params: Any, model, window_shape, fit_mask):
     if not xp.isdtype(params.dtype, "real floating"):
         params = xp.astype(params, xp.float64)
     if len(params.shape) != 2 or params.shape[1] != m.n_parameters:
-        raise InputError(f"params must be (n, {m.n_parameters}) for {m.name}, got {tuple(params.shape)}")
+        raise InputError(
+            f"params must be (n, {m.n_parameters}) for {m.name}, got {tuple(params.shape)}"
+        )
     free = [True] * m.n_parameters if fit_mask is None else [bool(v) for v in fit_mask]
     if len(free) != m.n_parameters:
         raise InputError(f"fit_mask needs {m.n_parameters} entries, got {len(free)}")
@@ -125,7 +126,9 @@ def covariance(params: Any, data: Any, model: str | GaussianModel, window_shape:
             return hinv
         dof = data.shape[1] - sum(free)
         if dof <= 0:
-            raise InputError("covariance with noise='gaussian' needs more pixels than free parameters")
+            raise InputError(
+                "covariance with noise='gaussian' needs more pixels than free parameters"
+            )
         return hinv * (chi2 / dof)[:, None, None]
     if noise != "poisson":
         raise InputError(f"noise must be 'poisson' or 'gaussian', got {noise!r}")

@@ -37,7 +37,9 @@ def window_origins(positions_xy: Any, size: int | tuple[int, int],
     h, w = _shape(size)
     pos = np.asarray(positions_xy, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 2:
-        raise InputError(f"positions_xy must be an (n, 2) array of x, y pixel positions, got shape {pos.shape}")
+        raise InputError(
+            f"positions_xy must be an (n, 2) array of x, y pixel positions, got shape {pos.shape}"
+        )
     if not np.all(np.isfinite(pos)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
         raise InputError(f"positions_xy holds NaN/Inf (first at row {bad})")
@@ -55,7 +57,8 @@ def window_origins(positions_xy: Any, size: int | tuple[int, int],
 
 
 def extract_windows(image: Any, positions_xy: Any, size: int | tuple[int, int], *,
-                    offset_xy: tuple[float, float] = (0.0, 0.0)) -> tuple[Any, np.ndarray, np.ndarray]:
+                    offset_xy: tuple[float, float] = (0.0, 0.0),
+                    ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Windows of ``image`` around every position, by one gather.
 
     Parameters

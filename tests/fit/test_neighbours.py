@@ -33,7 +33,8 @@ def test_render_peaks_matches_direct_sum():
     np.testing.assert_allclose(out + 20.0, img, atol=1e-6)
     # single-window check against the independent renderer
     win = render_peaks((9, 9), np.array([[100.0, 4.3, 3.8, 1.2, 1.5, 7.0]]), "gauss2d_elliptic", 21)
-    ref = gaussian_windows(np.array([[100.0, 4.3, 3.8, 1.2, 1.5, 0.0]]), (9, 9), "gauss2d_elliptic")[0]
+    p = np.array([[100.0, 4.3, 3.8, 1.2, 1.5, 0.0]])
+    ref = gaussian_windows(p, (9, 9), "gauss2d_elliptic")[0]
     np.testing.assert_allclose(win, ref, atol=1e-12)
 
 

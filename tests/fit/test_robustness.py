@@ -22,7 +22,8 @@ def _bad_windows(rng):
     two = gaussian_windows(np.array([[1000, 1.0, 3.0, 1.0, 1.0, 0.0],
                                      [1000, 5.0, 3.0, 1.0, 1.0, 20.0]]), SHAPE,
                            "gauss2d_elliptic").sum(axis=0)
-    edge = gaussian_windows(np.array([[1000, 6.2, 3.2, 1.2, 1.2, 20.0]]), SHAPE, "gauss2d_elliptic")[0]
+    edge = gaussian_windows(np.array([[1000, 6.2, 3.2, 1.2, 1.2, 20.0]]), SHAPE,
+                            "gauss2d_elliptic")[0]
     outside = gaussian_windows(np.array([[1000, 8.5, 3.2, 1.2, 1.2, 20.0]]), SHAPE,
                                "gauss2d_elliptic")[0]
     return {
