@@ -48,7 +48,13 @@ class Frame:
     expected
         float32 (H, W) noiseless expected detected electrons (atoms + background).
     labels
-        Bool (H, W) masks: "M" and "X" atom columns, and one per defect class.
+        Bool (H, W) masks: "M" and "X" (non-empty atom columns of each site)
+        and one per defect class.  Each is a defect-only render (unit weight
+        per site) with the microscope's *aberration-free* probe and the same
+        scan distortions, thresholded so that an isolated site's blob covers
+        about ``label_area_px`` pixels (≈ 38 px, as in the paper's labels):
+        label shapes mark where a defect is, independent of the random
+        aberrations of the image.
     truth
         One row per atom column whose centre lies in the frame (see
         :data:`stemscale.simulate.scene.TRUTH_COLUMNS`).

@@ -22,7 +22,9 @@ Z^n law through Se and W, n = ln 3 / ln(74/34) ≈ 1.41 (Mo ≈ 1.35 %, S ≈ 0.
 per atom).  Because the cross-sections stay fixed when aberrations change,
 a blurred probe lowers the peaks while conserving the total signal, as in a
 real microscope.  Columns in a lattice read slightly more than the
-isolated-column numbers because neighbouring probe tails add up.
+isolated-column numbers because neighbouring probe tails add up.  The same
+cross-sections are used at other voltages and detector angles (an
+approximation: pass ``Sample(cross_sections_A2=...)`` to recalibrate).
 """
 
 from __future__ import annotations
