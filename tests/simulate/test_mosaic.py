@@ -99,3 +99,42 @@ def test_mosaic_on_a_distributed_cluster(tmp_path, client):
         simulate_mosaic(local, (512, 520), chunks=(128, 260), shards=(512, 260), seed=2)
     np.testing.assert_array_equal(open_mosaic(url).values, open_mosaic(local).values)
     pd.testing.assert_frame_equal(_truth(url), _truth(local))
+
+
+@pytest.fixture(scope="module")
+def s3_bucket():
+    """A bucket on a local moto S3 server (server mode, so Dask workers could reach it too)."""
+    import os
+    import uuid
+
+    s3fs = pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "stemscale-test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "stemscale-test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"endpoint_url": f"http://{host}:{port}", "key": os.environ["AWS_ACCESS_KEY_ID"],
+               "secret": os.environ["AWS_SECRET_ACCESS_KEY"]}
+    bucket = f"sim-{uuid.uuid4().hex[:10]}"
+    s3fs.S3FileSystem(skip_instance_cache=True, **options).mkdir(bucket)
+    try:
+        yield f"s3://{bucket}", options
+    finally:
+        server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.mark.network
+def test_mosaic_to_object_storage(tmp_path, s3_bucket):
+    prefix, options = s3_bucket
+    url = f"{prefix}/sim.zarr"
+    summary = simulate_mosaic(url, (300, 260), chunks=(128, 128), shards=(256, 256), seed=3,
+                              storage_options=options)
+    assert summary["truth_url"] == f"{url}.truth"
+    local = tmp_path / "sim.zarr"
+    simulate_mosaic(local, (300, 260), chunks=(150, 130), shards=(300, 260), seed=3)
+    np.testing.assert_array_equal(open_mosaic(url, storage_options=options).values, open_mosaic(local).values)
+    remote = read_truth(f"{url}.truth", storage_options=options).sort_values("column_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(remote, _truth(local))
