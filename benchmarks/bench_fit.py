@@ -25,8 +25,12 @@ neighbour-aware refits remove on a simulated WSe2 frame at 20.74 pm/px.
 Usage::
 
     python benchmarks/bench_fit.py                 # CPU, writes results/bench_fit.json
-    python benchmarks/bench_fit.py --gpu           # adds the GPU section (keeps the CPU one)
+    python benchmarks/bench_fit.py --gpu-only      # GPU section only; keeps the CPU results
+    python benchmarks/bench_fit.py --gpu           # both, on the machine it runs on
     python benchmarks/bench_fit.py --quick         # small sizes, for a smoke test
+
+Each section records the hardware it ran on; the GPU target stays "not
+measured" until a run with a GPU fills it in.
 """
 
 from __future__ import annotations

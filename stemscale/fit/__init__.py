@@ -19,7 +19,7 @@ from __future__ import annotations
 from .api import FitResult, available_backends, fit_batch
 from .initial import estimate_initial
 from .models import MODELS, GaussianModel, evaluate, get_model
-from .neighbours import WindowFit, fit_windows, fit_with_neighbours, render_peaks
+from .neighbours import WindowFit, fit_windows, fit_with_neighbours, render_peaks, window_bounds
 from .refine import refine_positions
 from .states import FitState, state_names
 from .uncertainty import covariance, crlb, fisher_information, standard_errors
@@ -28,6 +28,6 @@ from .windows import extract_windows, window_origins
 __all__ = [
     "FitResult", "fit_batch", "available_backends", "estimate_initial", "MODELS",
     "GaussianModel", "evaluate", "get_model", "WindowFit", "fit_windows", "fit_with_neighbours",
-    "render_peaks", "refine_positions", "FitState", "state_names", "covariance", "crlb",
+    "render_peaks", "window_bounds", "refine_positions", "FitState", "state_names", "covariance", "crlb",
     "fisher_information", "standard_errors", "extract_windows", "window_origins",
 ]
