@@ -268,11 +268,16 @@ class StrainSection:
 
 @dataclass
 class ReportSection:
-    """The report: ``report.md`` (or ``.html``) with the numbers and figures."""
+    """The report: ``report.md`` (or ``.html``) with the numbers and figures.
+
+    ``notes`` are printed in the report as they are (caveats about the data,
+    e.g. a known calibration error).
+    """
 
     enabled: bool = True
     format: Literal["markdown", "html"] = "markdown"
     figures: bool = True
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""``stemscale run PIPELINE.yaml``: a whole run from one configuration file."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  stemscale run pipelines/demo.yaml
+  stemscale run pipelines/mos2_real.yaml --set detect.detector=peaks
+  stemscale run pipelines/defect_strain.yaml --cluster slurm --set input.mosaic=/data/wse2.zarr
+  stemscale run pipelines/defect_strain.yaml --cluster scheduler-1234.json   # inside sbatch
+  stemscale run pipelines/demo.yaml --check        # validate and print the resolved configuration
+
+Rerunning with the same configuration and --out resumes (finished blocks are skipped).
+Every run folder holds run.json (resolved configuration, version, git commit, cluster,
+times, stages), summary.json, the tables, figures/ and the report."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a pipeline YAML (demo, defect_strain, real_frame, train_fcn) on a cluster",
+        description="Validate a pipeline YAML file (a typo in a key is an error that names it) "
+        "and run it on a Dask cluster into a versioned run folder.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pipeline", help="pipeline YAML file, e.g. pipelines/demo.yaml")
+    p.add_argument("--cluster", default=None,
+                   help="local | cuda | slurm | kubernetes | tcp://host:port | scheduler.json "
+                   "(default: the file's cluster.kind, else local)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: the file's output.dir, else "
+                   "./stemscale-output/<name>-<date-time>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set detect.tta=false (repeatable; "
+                   "values are YAML)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run folder that holds a run of another configuration")
+    p.add_argument("--check", action="store_true",
+                   help="only validate and print the resolved configuration")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..pipeline import load_pipeline
+    from ..pipeline.config import ClusterSection
+    from ..pipeline.runner import run_pipeline
+
+    console = Console()
+    config = load_pipeline(args.pipeline, args.overrides)
+    if args.cluster is not None:
+        ClusterSection(kind=args.cluster).check("--cluster")
+    if args.check:
+        console.print(f"# {args.pipeline}: valid ({config.kind})")
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
+    outcome = run_pipeline(config, cluster=args.cluster, out=args.out,
+                           overwrite=True if args.overwrite else None,
+                           progress=not args.no_progress, console=console)
+    table = Table(title=f"{config.kind} '{config.name}': results")
+    table.add_column("result")
+    table.add_column("value", justify="right")
+    for key, value in _headline(outcome.summary):
+        table.add_row(key, value)
+    if table.row_count:
+        console.print(table)
+    for note in outcome.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"finished in {outcome.seconds:.1f} s")
+    if outcome.report is not None:
+        console.print(f"report: [bold]{outcome.report}[/bold]")
+    console.print(f"run folder: [bold]{outcome.folder}[/bold]")
+    return 0
+
+
+def _headline(summary: dict) -> list[tuple[str, str]]:
+    """The few numbers worth printing on the terminal (the report has them all)."""
+    rows: list[tuple[str, str]] = []
+    find = summary.get("find") or {}
+    if find:
+        rows.append(("detector", str(find.get("detector"))))
+        rows.append(("atom columns", f"{find.get('atom_columns', 0):,}"))
+        rows.append(("defects", f"{find.get('defects', 0):,}"))
+        if find.get("median_position_error_pm") is not None:
+            rows.append(("median fit uncertainty", f"{find['median_position_error_pm']:.2f} pm"))
+        if find.get("megapixels_per_second"):
+            rows.append(("throughput", f"{find['megapixels_per_second']:.2f} Mpx/s"))
+    score = summary.get("score") or {}
+    cols = score.get("columns") or {}
+    if cols.get("n_true"):
+        rows.append(("columns found / true", f"{cols['matched']:,} / {cols['n_true']:,}"))
+    for site, p in (score.get("precision_pm") or {}).items():
+        rows.append((f"precision {site} (vs truth)", f"{p['sigma_x_pm']:.2f} / {p['sigma_y_pm']:.2f} pm (x / y)"))
+    for cls, s in (score.get("defects") or {}).items():
+        if s.get("n_true"):
+            f1 = s.get("f1")
+            rows.append((f"F1 {cls}", "–" if f1 is None else f"{f1:.3f} (n = {s['n_true']})"))
+    sp = summary.get("spacing") or {}
+    if sp.get("bonds"):
+        rows.append(("pristine M-M bonds", f"{sp['bonds']:,}"))
+        rows.append(("M-M spacing", f"{sp['mean_pm']:.1f} pm, spread {sp['spread_pm']:.1f} pm"))
+        for d in sp.get("directions", []):
+            rows.append((f"  direction {d['direction']} ({d['angle_deg']:.0f}°)",
+                         f"{d['mean_pm']:.1f} ± {d['spread_pm']:.1f} pm"))
+        rows.append(("substituted chalcogen columns", f"{sp['substituted_chalcogen_columns']:,}"))
+    return rows

@@ -1,0 +1,273 @@
+"""Run a validated pipeline: cluster, stages, versioned run folder, report.
+
+:func:`run_pipeline` opens the cluster the configuration names (or the one
+passed in), runs the stages of the pipeline's kind in order, records each
+stage's outcome in ``run.json`` and finishes with ``summary.json``, figures
+and the report.  A stage whose library API is missing is skipped with a note;
+any other error marks the run ``failed`` in ``run.json`` and is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import InputError
+from .adapters import StageUnavailable
+from .config import ClusterSection, PipelineConfig, TrainPipeline
+from .runfolder import RunFolder
+from .stages import (
+    Context,
+    stage_average,
+    stage_find,
+    stage_input,
+    stage_score,
+    stage_simulate,
+    stage_spacing,
+    stage_strain,
+)
+
+__all__ = ["RunOutcome", "STAGES", "open_cluster", "default_output", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+def _stage_figures(ctx: Context) -> dict[str, Any]:
+    from ..io import open_mosaic
+    from . import figures
+
+    out = ctx.path / "figures"
+    out.mkdir(exist_ok=True)
+    mosaic = open_mosaic(ctx.mosaic_url, storage_options=ctx.storage_options)
+    made = [figures.overview_figure(mosaic, ctx.defects, out)]
+    spacing = ctx.extras.get("spacing")
+    if spacing is not None:
+        made.append(figures.sites_figure(mosaic, spacing.columns, out))
+        made.append(figures.spacing_figure(spacing, ctx.pixel_size, ctx.shape, out))
+    else:
+        made.append(figures.zoom_figure(mosaic, ctx.atoms, ctx.defects, out))
+    errors = ctx.extras.get("position_errors")
+    if errors is not None and len(errors):
+        made.append(figures.position_error_figure(errors, out))
+    ctx.figures.extend(made)
+    return {"files": [p.relative_to(ctx.path).as_posix() for p in made]}
+
+
+#: Kind -> ordered (stage name, function, section that can disable it).
+STAGES: dict[str, list[tuple[str, Callable[[Context], dict[str, Any]], str | None]]] = {
+    "demo": [("simulate", stage_simulate, None), ("find", stage_find, None),
+             ("score", stage_score, None), ("average", stage_average, "average"),
+             ("strain", stage_strain, "strain"), ("figures", _stage_figures, None)],
+    "defect_strain": [("input", stage_input, None), ("find", stage_find, None),
+                      ("average", stage_average, "average"), ("strain", stage_strain, "strain"),
+                      ("figures", _stage_figures, None)],
+    "real_frame": [("input", stage_input, None), ("find", stage_find, None),
+                   ("spacing", stage_spacing, "spacing"), ("figures", _stage_figures, None)],
+}
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_pipeline` returns."""
+
+    folder: Path
+    status: str
+    summary: dict[str, Any]
+    report: Path | None
+    notes: list[str]
+    seconds: float
+
+
+def default_output(name: str) -> Path:
+    """``./stemscale-output/<name>-<date-time>``."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("stemscale-output") / f"{name}-{stamp}"
+
+
+@contextlib.contextmanager
+def open_cluster(section: ClusterSection) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """A ``distributed.Client`` for the cluster a configuration names, and a description of it.
+
+    ``local``, ``cuda``, ``slurm`` and ``kubernetes`` start a cluster (closed
+    afterwards); a ``tcp://`` address or a scheduler ``.json`` file connects to
+    a running scheduler (left running).
+    """
+    from distributed import Client
+
+    from ..parallel import connect, make_cluster
+
+    kind = section.kind
+    cluster = None
+    if kind == "local":
+        options = {"threads_per_worker": section.threads_per_worker, **section.options}
+        if section.workers:
+            options["n_workers"] = section.workers
+        if section.memory_limit:
+            options["memory_limit"] = section.memory_limit
+        cluster = make_cluster("local", **options)
+    elif kind == "cuda":
+        cluster = make_cluster("cuda", **section.options)
+    elif kind == "slurm":
+        cluster = make_cluster("slurm", **section.options)
+        cluster.scale(jobs=section.jobs)
+    elif kind == "kubernetes":
+        cluster = make_cluster("kubernetes", **{"n_workers": section.jobs, **section.options})
+    if cluster is not None:
+        client = Client(cluster)
+    else:
+        client = connect(kind)
+    try:
+        if kind in ("slurm", "kubernetes") or cluster is None:
+            client.wait_for_workers(1, timeout=section.options.get("wait_seconds", 600)
+                                    if cluster is not None else 600)
+        info = {"kind": kind, "scheduler": client.scheduler.address,
+                "dashboard": client.dashboard_link,
+                "workers": len(client.scheduler_info().get("workers", {}))}
+        yield client, info
+    finally:
+        # Workers busy in native code can take a moment to stop; that is not a problem.
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _with_cluster(config: PipelineConfig, cluster: str | None) -> PipelineConfig:
+    """Apply ``--cluster``; on a CUDA cluster the detector runs on the GPU."""
+    if cluster is None:
+        return config
+    sections = dict(config.sections)
+    sections["cluster"] = replace(config.cluster, kind=cluster)
+    sections["cluster"].check("cluster")
+    overrides = [*config.overrides, f"cluster.kind={cluster}"]
+    if cluster == "cuda" and config.detect.device == "cpu":
+        sections["detect"] = replace(config.detect, device="cuda")
+        overrides.append("detect.device=cuda (implied by --cluster cuda)")
+    return replace(config, sections=sections, overrides=overrides)
+
+
+def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None = None,
+                 out: str | Path | None = None, overwrite: bool | None = None,
+                 progress: bool = True, console: Any = None) -> RunOutcome:
+    """Run a pipeline into a versioned run folder.
+
+    Parameters
+    ----------
+    config
+        From :func:`~stemscale.pipeline.load_pipeline`.
+    cluster
+        Overrides ``cluster.kind`` (``local``, ``cuda``, ``slurm``,
+        ``kubernetes``, ``tcp://host:port``, ``scheduler.json``).
+    out
+        Run folder (overrides ``output.dir``; default
+        ``./stemscale-output/<name>-<date-time>``).  Running the same
+        configuration into an existing folder resumes it.
+    overwrite
+        Replace a folder that holds a run of another configuration.
+    progress
+        Progress bars.
+    console
+        A ``rich.console.Console`` for messages (default: a new one).
+
+    Returns
+    -------
+    RunOutcome
+    """
+    from rich.console import Console
+
+    console = console or Console()
+    t0 = time.perf_counter()
+    folder = Path(out) if out is not None else (
+        Path(config.output.dir) if config.output.dir else default_output(config.name))
+    overwrite = config.output.overwrite if overwrite is None else overwrite
+    if isinstance(config, TrainPipeline):
+        return _run_training(config, folder, overwrite, progress, console, t0)
+    config = _with_cluster(config, cluster)
+    run = RunFolder(folder, config.to_dict(), source=config.source, overrides=config.overrides,
+                    overwrite=overwrite)
+    console.print(f"[bold]stemscale run[/bold] {config.kind} '{config.name}' -> {run.path}"
+                  + (" (resuming)" if run.resumed else ""))
+    ctx = Context(config=config, run=run, console=console, progress=progress)
+    report = None
+    try:
+        with open_cluster(config.cluster) as (client, info):
+            run.set_cluster(info)
+            console.print(f"cluster: {info['kind']}, {info['workers']} workers; "
+                          f"dashboard {info['dashboard']}")
+            for name, fn, section in STAGES[config.kind]:
+                _run_stage(ctx, name, fn, section)
+        if config.report.enabled:
+            from .report import write_report
+
+            run.stage("report", "done")
+            report = write_report(run.path, run.record, ctx.summary, ctx.notes, ctx.figures,
+                                  fmt=config.report.format, extra_notes=config.report.notes)
+        else:
+            import json
+
+            (run.path / "summary.json").write_text(json.dumps(ctx.summary, indent=2, default=str) + "\n")
+    except BaseException as exc:
+        run.finish("failed", error=f"{type(exc).__name__}: {exc}", summary=ctx.summary)
+        raise
+    run.finish("complete", summary=ctx.summary)
+    return RunOutcome(run.path, "complete", ctx.summary, report, ctx.notes, time.perf_counter() - t0)
+
+
+def _run_stage(ctx: Context, name: str, fn: Callable[[Context], dict[str, Any]],
+               section: str | None) -> None:
+    if name == "figures" and not ctx.config.report.figures:
+        ctx.run.stage(name, "skipped", note="report.figures is false")
+        return
+    if section is not None and not getattr(ctx.config.sections[section], "enabled", True):
+        ctx.run.stage(name, "skipped", note=f"{section}.enabled is false")
+        return
+    ctx.console.print(f"[bold]{name}[/bold]")
+    t0 = time.perf_counter()
+    try:
+        result = fn(ctx) or {}
+    except StageUnavailable as exc:
+        ctx.note(f"{name} skipped: {exc}")
+        ctx.run.stage(name, "skipped", note=str(exc))
+        return
+    except BaseException as exc:
+        ctx.run.stage(name, "failed", error=f"{type(exc).__name__}: {exc}",
+                      seconds=round(time.perf_counter() - t0, 2))
+        raise
+    ctx.summary[name] = result
+    ctx.run.stage(name, "done", seconds=round(time.perf_counter() - t0, 2))
+
+
+def _run_training(config: TrainPipeline, folder: Path, overwrite: bool, progress: bool,
+                  console: Any, t0: float) -> RunOutcome:
+    """``train_fcn``: the detection package's training loop, in this process."""
+    from ..detect import train
+
+    run = RunFolder(folder, config.to_dict(), source=config.source, overrides=config.overrides,
+                    overwrite=overwrite)
+    run.set_cluster({"kind": "none", "note": "training runs in this process "
+                     f"on {config.train.run.device}", "workers": 0})
+    console.print(f"[bold]stemscale run[/bold] train_fcn '{config.train.name}' -> {run.path}"
+                  + (" (resuming from its checkpoint)" if run.resumed else ""))
+    start = time.perf_counter()
+    try:
+        result = train(config.train, run.path, resume=True, progress=progress)
+    except BaseException as exc:
+        run.stage("train", "failed", error=f"{type(exc).__name__}: {exc}")
+        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    ref = getattr(result, "model_ref", None)
+    summary = {"train": {"steps": getattr(result, "steps", None),
+                         "model_manifest": getattr(ref, "manifest_path", None) if ref else None}}
+    run.stage("train", "done", seconds=round(time.perf_counter() - start, 2))
+    run.finish("complete", summary=summary)
+    return RunOutcome(run.path, "complete", summary, None, [], time.perf_counter() - t0)
+
+
+def check_kind(config: PipelineConfig | TrainPipeline) -> None:
+    if not isinstance(config, TrainPipeline) and config.kind not in STAGES:
+        raise InputError(f"kind {config.kind!r} has no runner")

@@ -1,0 +1,351 @@
+"""The stages a pipeline runs, each a thin call into the library.
+
+A stage takes the :class:`Context` of the run, does one job (simulate,
+ingest, find, score, measure ...), stores what later stages need on the
+context and returns a small JSON-friendly summary for ``run.json`` and the
+report.  Heavy work happens in the library on the active Dask cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .adapters import StageUnavailable, average_stage, strain_stage
+from .config import PipelineConfig
+from .runfolder import RunFolder
+
+__all__ = ["Context", "stage_simulate", "stage_input", "stage_find", "stage_score",
+           "stage_spacing", "stage_average", "stage_strain", "column_spacing"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What the stages of one run share."""
+
+    config: PipelineConfig
+    run: RunFolder
+    console: Any
+    progress: bool = True
+    mosaic_url: str | None = None
+    storage_options: dict[str, Any] | None = None
+    pixel_size: float | None = None
+    translation: tuple[float, float] = (0.0, 0.0)
+    shape: tuple[int, int] | None = None
+    material: str | None = None
+    truth_url: str | None = None
+    atoms: pd.DataFrame | None = None
+    defects: pd.DataFrame | None = None
+    detector: str | None = None
+    notes: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.console.print(f"[yellow]note[/yellow]: {text}")
+
+
+def column_spacing(material: str | None) -> float:
+    """Nearest projected column distance a / sqrt(3) in Å of a 2H-MX2 material (default WSe2)."""
+    from ..simulate import MATERIALS
+
+    spec = MATERIALS.get(material or "WSe2", MATERIALS["WSe2"])
+    return float(spec.a) / math.sqrt(3.0)
+
+
+def _mosaic_complete(url: str, storage_options: dict | None = None) -> bool:
+    from ..io import is_complete, open_mosaic_group, store_exists
+
+    if not store_exists(url, storage_options=storage_options):
+        return False
+    try:
+        return is_complete(open_mosaic_group(url, storage_options=storage_options))
+    except Exception:  # a damaged or foreign store is rewritten
+        return False
+
+
+def _describe_mosaic(ctx: Context) -> dict[str, Any]:
+    from ..io.mosaic import open_mosaic_group
+    from ..io.ngff import pixel_size_from_attrs, translation_from_attrs
+
+    group = open_mosaic_group(ctx.mosaic_url, storage_options=ctx.storage_options)
+    attrs = dict(group.attrs)
+    ctx.pixel_size = pixel_size_from_attrs(attrs, str(ctx.mosaic_url))
+    ctx.translation = translation_from_attrs(attrs, str(ctx.mosaic_url))
+    ctx.shape = tuple(int(n) for n in group["0"].shape)
+    acq = attrs.get("stemscale", {}).get("acquisition", {})
+    ctx.material = ctx.material or acq.get("material")
+    ps = ctx.pixel_size
+    return {"mosaic": str(ctx.mosaic_url), "shape_px": list(ctx.shape), "pixel_size_pm": ps * 100,
+            "field_of_view_nm": [ctx.shape[0] * ps / 10, ctx.shape[1] * ps / 10]}
+
+
+# ----------------------------------------------------------------------------- inputs
+def stage_simulate(ctx: Context) -> dict[str, Any]:
+    """Simulate the demo mosaic with its truth tables (skipped when already complete)."""
+    from ..simulate import Sample, simulate_mosaic
+    from ..simulate.mosaic import truth_url_for
+
+    s = ctx.config.simulate
+    url = str(ctx.path / "mosaic.zarr")
+    ctx.mosaic_url, ctx.truth_url, ctx.material = url, truth_url_for(url), s.material
+    summary: dict[str, Any] = {}
+    if _mosaic_complete(url) and Path(ctx.truth_url).exists():
+        ctx.console.print(f"mosaic already simulated: {url}")
+        summary["reused"] = True
+    else:
+        sample_kw: dict[str, Any] = {"material": s.material,
+                                     "min_defect_spacing_A": s.min_defect_spacing_A,
+                                     "position_noise_pm": s.position_noise_pm}
+        if s.concentrations is not None:
+            sample_kw["concentrations"] = dict(s.concentrations)
+        ctx.console.print(f"simulating a {s.shape[0]} x {s.shape[1]} px {s.material} mosaic "
+                          f"(seed {s.seed}, {s.dose_e_per_a2:g} e-/Å²)")
+        made = simulate_mosaic(url, s.shape, chunks=s.chunks, shards=s.shards, seed=s.seed,
+                               sample=Sample(**sample_kw), dose_e_per_a2=s.dose_e_per_a2,
+                               overwrite=True, progress=ctx.progress)
+        summary["truth"] = {k: made[k] for k in ("columns", "species", "defects") if k in made}
+        if "species" in summary["truth"]:  # an empty column (vacancy) has species ""
+            summary["truth"]["species"] = {(k or "(empty)"): v
+                                           for k, v in summary["truth"]["species"].items()}
+        summary["seconds"] = made.get("seconds")
+    summary.update(_describe_mosaic(ctx))
+    return summary
+
+
+def stage_input(ctx: Context) -> dict[str, Any]:
+    """Open the input mosaic, or ingest raw frames / the example frame into ``mosaic.zarr``."""
+    from ..io import ingest, temul_mos2_frame_path
+
+    s = ctx.config.input
+    ctx.storage_options = dict(s.storage_options) or None
+    ctx.material = s.material
+    summary: dict[str, Any] = {}
+    if s.mosaic:
+        from ..io import open_mosaic
+
+        ctx.mosaic_url = s.mosaic
+        open_mosaic(s.mosaic, storage_options=ctx.storage_options)  # fails early and clearly
+    else:
+        if s.example == "temul_mos2":
+            files = [str(temul_mos2_frame_path(install=True))]
+            ctx.material = ctx.material or "MoS2"
+            summary["example"] = "temul-toolkit 0.1.9: example_Se_implanted_MoS2.dm3 (GPL-3, not copied)"
+        else:
+            files = list(s.files or [])
+            for f in files:
+                if "://" not in f and not Path(f).exists():
+                    raise InputError(f"input file '{f}' does not exist")
+        url = str(ctx.path / "mosaic.zarr")
+        ctx.mosaic_url = url
+        if _mosaic_complete(url):
+            ctx.console.print(f"frames already ingested: {url}")
+            summary["reused"] = True
+        else:
+            ctx.console.print(f"ingesting {len(files)} frame(s) into {url}")
+            ingest(files, url, pixel_size=s.pixel_size_angstrom, positions=s.positions,
+                   high_tension_kv=s.high_tension_kv, dose_e_per_a2=s.dose_e_per_a2,
+                   material=ctx.material, chunks=s.chunks, shards=s.shards, overwrite=True,
+                   progress=ctx.progress)
+        summary["files"] = files
+    summary.update(_describe_mosaic(ctx))
+    return summary
+
+
+# ----------------------------------------------------------------------------- find
+def _resolve_detector(ctx: Context) -> tuple[str, Any]:
+    d = ctx.config.detect
+    if d.detector == "peaks":
+        return "peaks", None
+    if d.model is not None or d.detector == "fcn":
+        return "fcn", d.model
+    from ..detect import available_models
+    from ..detect.weights import WEIGHTS_DIR, ModelManifest
+
+    material = ctx.material or "WSe2"
+    for name in available_models():
+        try:
+            manifest = ModelManifest.read(WEIGHTS_DIR / f"{name}.json")
+        except Exception:
+            continue
+        if manifest.material == material:
+            return "fcn", name
+    ctx.note(f"no detection model for {material} ships with this version; using the classical "
+             "peak detector (atom columns only, no defect classes). Set detect.model to a "
+             "trained model's manifest to detect defects.")
+    return "peaks", None
+
+
+def stage_find(ctx: Context) -> dict[str, Any]:
+    """Detect and fit every atom column (and defect) of the mosaic, block by block."""
+    from ..parallel.process import BlockConfig
+    from ..parallel.run import load_tables, mosaic_statistics, run_mosaic
+
+    d, f, b = ctx.config.detect, ctx.config.fit, ctx.config.blocks
+    detector, model = _resolve_detector(ctx)
+    ctx.detector = detector
+    spacing = d.column_spacing_angstrom or column_spacing(ctx.material)
+    config = BlockConfig(
+        pixel_size_angstrom=ctx.pixel_size, model=model,
+        stats=mosaic_statistics(ctx.mosaic_url, storage_options=ctx.storage_options),
+        tta=d.tta, device=d.device, amp=d.amp, fit_window=f.window, fit_model=f.model,
+        estimator=f.estimator, detector_margin=d.detector_margin, snap_radius=f.snap_radius,
+        tolerance=f.tolerance, max_iterations=f.max_iterations,
+        translation_angstrom=tuple(ctx.translation), detector=detector,
+        extra={"column_spacing_angstrom": spacing},
+    )
+    ctx.console.print(f"finding atom columns ({detector} detector, {f.window} px fit windows, "
+                      f"halo {config.halo} px)")
+    result = run_mosaic(ctx.mosaic_url, ctx.path / "tables", config,
+                        block_shape=b.shape, storage_options=ctx.storage_options,
+                        progress=ctx.progress, retries=b.retries)
+    ctx.atoms, ctx.defects = load_tables(ctx.path / "tables")
+    from ..fit import FitState
+
+    states = ctx.atoms["state"].value_counts().to_dict()
+    return {
+        "detector": detector, "model": str(model) if model is not None else None,
+        "column_spacing_angstrom": spacing, "halo_px": config.halo,
+        "blocks": result.n_blocks, "blocks_resumed": result.skipped,
+        "atom_columns": result.n_atoms, "defects": result.n_defects,
+        "defects_by_class": ctx.defects["class"].value_counts().to_dict() if len(ctx.defects) else {},
+        "fit_states": {FitState(int(k)).name: int(v) for k, v in states.items()},
+        "median_position_error_pm": _median_error(ctx.atoms),
+        "seconds": round(result.seconds, 2),
+        "megapixels_per_second": (ctx.shape[0] * ctx.shape[1] / 1e6 / result.seconds
+                                  if result.seconds > 0 and not result.skipped else None),
+        "tables": "tables/atoms, tables/defects",
+    }
+
+
+def _median_error(atoms: pd.DataFrame) -> float | None:
+    if atoms.empty:
+        return None
+    err = np.hypot(atoms["x_err_pm"].to_numpy(float), atoms["y_err_pm"].to_numpy(float))
+    err = err[np.isfinite(err)]
+    return float(np.median(err)) if len(err) else None
+
+
+# ----------------------------------------------------------------------------- scoring
+def stage_score(ctx: Context) -> dict[str, Any]:
+    """Score columns and defects against the simulator's truth (demo)."""
+    from ..classes import DEFECT_CLASSES
+    from ..detect.metrics import column_scores, detection_scores, match_points
+    from ..fit import FitState
+    from ..simulate.mosaic import read_truth
+
+    s = ctx.config.score
+    truth = read_truth(ctx.truth_url)
+    ps = ctx.pixel_size
+    radius = s.column_radius_px or 0.45 * column_spacing(ctx.material) / ps
+    atoms, defects = ctx.atoms, ctx.defects
+    present = truth[truth["n_atoms"] > 0] if "n_atoms" in truth else truth
+    cols = column_scores(atoms, present, radius=radius, shape=ctx.shape, border=s.border_px)
+    # Position precision of converged fits against the true positions, per site, in pm.
+    ok = atoms["state"].isin([int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS)]).to_numpy()
+    good = atoms[ok]
+    pairs = match_points(good[["x_px", "y_px"]].to_numpy(), present[["x_px", "y_px"]].to_numpy(),
+                         radius)
+    dx = (good["x_px"].to_numpy()[pairs[:, 0]] - present["x_px"].to_numpy()[pairs[:, 1]]) * ps * 100
+    dy = (good["y_px"].to_numpy()[pairs[:, 0]] - present["y_px"].to_numpy()[pairs[:, 1]]) * ps * 100
+    site = present["site"].to_numpy()[pairs[:, 1]]
+    pristine = (present["defect"].to_numpy()[pairs[:, 1]] == "") if "defect" in present else np.ones(len(pairs), bool)
+    precision = {}
+    for name in ("M", "X"):
+        sel = (site == name) & pristine
+        if sel.sum() > 1:
+            precision[name] = {"columns": int(sel.sum()),
+                               "rms_pm": float(np.sqrt(np.mean(dx[sel] ** 2 + dy[sel] ** 2))),
+                               "sigma_x_pm": float(np.std(dx[sel], ddof=1)),
+                               "sigma_y_pm": float(np.std(dy[sel], ddof=1)),
+                               "bias_x_pm": float(np.mean(dx[sel])),
+                               "bias_y_pm": float(np.mean(dy[sel]))}
+    ctx.extras["position_errors"] = pd.DataFrame({"dx_pm": dx, "dy_pm": dy, "site": site,
+                                                  "pristine": pristine})
+    true_defects = truth[truth["defect"] != ""].rename(columns={"defect": "class"})
+    scores = detection_scores(defects, true_defects, classes=DEFECT_CLASSES,
+                              radius=s.defect_radius_px, shape=ctx.shape, border=s.border_px)
+    per_class = {c: {k: _number(v) for k, v in scores.loc[c].items()} for c in scores.index}
+    return {
+        "columns": {k: _number(v) for k, v in cols.items()},
+        "column_match_radius_px": radius,
+        "precision_pm": precision,
+        "defects": per_class,
+        "note": None if ctx.detector == "fcn" else
+        "the peaks detector finds no defects, so defect scores are zero recall",
+    }
+
+
+def _number(value: Any) -> Any:
+    """Counts as int, NaN as None (JSON has no NaN), other numbers as float."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return None
+        return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- real frames
+def stage_spacing(ctx: Context) -> dict[str, Any]:
+    """Metal-metal spacings in the pristine part of a real frame."""
+    from ..simulate import MATERIALS
+    from .spacing import metal_spacings
+
+    s = ctx.config.spacing
+    if ctx.atoms is None or ctx.atoms.empty:
+        raise InputError("no atom columns were found, so there are no spacings to measure")
+    spec = MATERIALS.get(ctx.material or "")
+    result = metal_spacings(
+        ctx.atoms, ctx.pixel_size, ctx.shape, region_A=s.region_A,
+        translation_angstrom=tuple(ctx.translation), exclude_radius_A=s.exclude_radius_A,
+        substitution_threshold=s.substitution_threshold, tolerance=s.tolerance, edge_A=s.edge_A,
+        nominal_a_A=spec.a if spec else None,
+    )
+    result.columns.to_parquet(ctx.path / "columns_classified.parquet", index=False)
+    result.bonds.to_csv(ctx.path / "metal_bonds.csv", index=False)
+    ctx.extras["spacing"] = result
+    return {**result.summary, "material": ctx.material,
+            "tables": "columns_classified.parquet, metal_bonds.csv"}
+
+
+# ----------------------------------------------------------------------------- adapters
+def stage_average(ctx: Context) -> dict[str, Any]:
+    """Screening and class averaging, through :func:`.adapters.average_stage`."""
+    from ..io import open_mosaic
+
+    s = ctx.config.average
+    if ctx.defects is None or ctx.defects.empty:
+        raise StageUnavailable("no defects were detected, so there is nothing to average"
+                               + (" (the peaks detector finds columns only)"
+                                  if ctx.detector == "peaks" else ""))
+    mosaic = open_mosaic(ctx.mosaic_url, storage_options=ctx.storage_options)
+    result, summary = average_stage(mosaic=mosaic, atoms=ctx.atoms, defects=ctx.defects,
+                                    pixel_size=ctx.pixel_size, shape=ctx.shape,
+                                    classes=s.classes, options=dict(s.options), out=ctx.path)
+    ctx.extras["averages"] = result
+    return summary
+
+
+def stage_strain(ctx: Context) -> dict[str, Any]:
+    """Spacings and displacements in the class averages, through :func:`.adapters.strain_stage`."""
+    return strain_stage(averages=ctx.extras.get("averages"), options=dict(ctx.config.strain.options),
+                        out=ctx.path)
