@@ -1,0 +1,158 @@
+"""Lattice orientation of crops: rotated grains and inverted (60-degree / mirror) domains.
+
+A 2H-MX2 monolayer seen along c has C3v symmetry about a chalcogen column:
+rotating it by 60 degrees (or mirroring it across a line along a lattice
+vector) gives the *inverted* domain, where metal columns sit on the former
+hollow sites.  Rotating a crop by 180 degrees about its centre pixel is
+exact in pixels and maps one domain onto the other (180 = 60 + 120), so
+inverted crops can be mapped back without interpolation.  Grains rotated
+by any other angle are detected from the hexagonal FFT peaks and rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .crops import central, rot180
+from .registration import cross_correlation_shifts, registration_window
+
+__all__ = ["lattice_angle", "OrientationCheck", "check_orientation", "map_orientation"]
+
+
+def lattice_angle(images: np.ndarray, period_px: float, *, width: float = 0.15) -> np.ndarray:
+    """Orientation (degrees, modulo 60, in [-30, 30)) of a hexagonal lattice in each image.
+
+    The angle is that of the lattice's nearest-neighbour direction (``a1``)
+    measured counter-clockwise from +x in (x, y) pixel coordinates; it comes
+    from the sixfold circular mean of the power spectrum in an annulus
+    around the first-order reflections (|k| = 2 / (sqrt(3) a)).
+
+    Parameters
+    ----------
+    images
+        ``(h, w)`` or ``(n, h, w)``.
+    period_px
+        Lattice constant ``a`` in pixels.
+    width
+        Relative half-width of the annulus.
+    """
+    img = np.asarray(images, dtype=np.float64)
+    single = img.ndim == 2
+    if single:
+        img = img[None]
+    if img.ndim != 3:
+        raise InputError(f"images must be (h, w) or (n, h, w), got shape {img.shape}")
+    n, h, w = img.shape
+    win = registration_window((h, w), edge_px=min(h, w) / 4)
+    data = (img - img.mean(axis=(1, 2), keepdims=True)) * win
+    import scipy.fft as sfft
+
+    power = np.abs(sfft.fft2(data, axes=(-2, -1))) ** 2
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.fftfreq(w)[None, :]
+    k = np.hypot(kx, ky)
+    k0 = 2.0 / (np.sqrt(3.0) * float(period_px))
+    ring = np.abs(k - k0) < width * k0
+    # reciprocal vectors sit at 30 degrees (mod 60) from the real-space a1 direction;
+    # ky is image rows (y down is +y in pixel coordinates, same convention as x, y)
+    theta = np.arctan2(ky, kx)
+    z = (power * ring * np.exp(6j * theta)).sum(axis=(1, 2))
+    angle_k = np.degrees(np.angle(z)) / 6.0
+    angle = (angle_k - 30.0 + 30.0) % 60.0 - 30.0
+    return angle[0] if single else angle
+
+
+@dataclass
+class OrientationCheck:
+    """Per-crop verdicts of :func:`check_orientation`.
+
+    Attributes
+    ----------
+    status
+        ``"same"``, ``"inverted"`` (the 60-degree / mirror domain) or
+        ``"rotated"`` (a grain at another angle).
+    angle_deg
+        Lattice angle of each crop (modulo 60 degrees).
+    score_same, score_inverted
+        Normalised correlation with the reference and with the reference
+        rotated by 180 degrees (after the best small shift).
+    """
+
+    status: np.ndarray
+    angle_deg: np.ndarray
+    score_same: np.ndarray
+    score_inverted: np.ndarray
+
+
+def _best_correlation(stack: np.ndarray, reference: np.ndarray, max_shift_px: float) -> np.ndarray:
+    h, w = reference.shape
+    win = registration_window((h, w), edge_px=12.0)
+    wsum = win.sum()
+    ref = (reference - (reference * win).sum() / wsum) * win
+    mov = (stack - ((stack * win).sum(axis=(1, 2)) / wsum)[:, None, None]) * win
+    shifts = cross_correlation_shifts(mov, ref, upsample=4, max_shift_px=max_shift_px)
+    from .registration import _fourier_shift
+
+    moved = _fourier_shift(stack, shifts)
+    moved = (moved - ((moved * win).sum(axis=(1, 2)) / wsum)[:, None, None]) * win
+    num = np.einsum("nij,ij->n", moved, ref)
+    return num / np.sqrt(np.einsum("nij,nij->n", moved, moved) * np.sum(ref**2) + 1e-300)
+
+
+def check_orientation(
+    stack: np.ndarray,
+    reference: np.ndarray,
+    *,
+    period_px: float,
+    angle_tolerance_deg: float = 3.0,
+    reference_angle_deg: float | None = None,
+    max_shift_px: float = 4.0,
+) -> OrientationCheck:
+    """Classify crops as sharing the reference's orientation, inverted, or rotated.
+
+    Parameters
+    ----------
+    stack
+        ``(n, s, s)`` crops with the defect on pixel ``s // 2``, of the same
+        shape as ``reference`` (or larger: the centre is compared).
+    reference
+        ``(c, c)`` class reference (defect on pixel ``c // 2``).
+    period_px
+        Lattice constant in pixels.
+    angle_tolerance_deg
+        Crops whose lattice angle differs by more than this are ``"rotated"``.
+    reference_angle_deg
+        The reference's lattice angle (default: measured on it).
+    max_shift_px
+        Largest misplacement searched when comparing patterns.
+    """
+    stack = np.asarray(stack, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    c = ref.shape[-1]
+    if stack.ndim != 3 or stack.shape[-1] < c:
+        raise InputError(f"crops {stack.shape} do not cover the reference {ref.shape}")
+    if stack.shape[-1] > c:
+        inv_stack = central(rot180(stack), c)
+        stack = central(stack, c)
+    else:
+        inv_stack = rot180(stack)
+    ref_angle = lattice_angle(ref, period_px) if reference_angle_deg is None else float(reference_angle_deg)
+    angles = lattice_angle(stack, period_px)
+    diff = (angles - ref_angle + 30.0) % 60.0 - 30.0
+    same = _best_correlation(stack, ref, max_shift_px)
+    inv = _best_correlation(inv_stack, ref, max_shift_px)
+    status = np.where(inv > same, "inverted", "same").astype(object)
+    status[np.abs(diff) > angle_tolerance_deg] = "rotated"
+    return OrientationCheck(status=status, angle_deg=angles, score_same=same, score_inverted=inv)
+
+
+def map_orientation(stack: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """Rotate the ``"inverted"`` crops by 180 degrees so every crop shares one domain."""
+    out = np.array(stack, copy=True)
+    inv = np.asarray(status) == "inverted"
+    if inv.any():
+        out[inv] = rot180(out[inv])
+    return out
