@@ -139,12 +139,12 @@ def simulate_frame(
         render_tile = _FRAME_TILE  # bounded memory for very large frames
     if render_tile is not None and (not isinstance(render_tile, (int, np.integer)) or render_tile < 32):
         raise InputError(f"render_tile must be None or an integer >= 32 pixels, got {render_tile!r}")
-    rendered = scene.render_region(oy, ox, h, w, tile=render_tile, labels=labels)
+    rendered, columns = scene.render_region(oy, ox, h, w, tile=render_tile, labels=labels, return_columns=True)
     expected = rendered.pop("expected")
     masks = rendered
     image = scene.detect(expected, oy, ox)
     background = (scene.electrons_per_pixel * scene.background(oy, ox, h, w)).astype(np.float32)
-    truth = scene.truth(oy, ox, h, w)
+    truth = scene.truth(oy, ox, h, w, columns=columns)
     truth["x_px"] -= ox
     truth["y_px"] -= oy
     truth["x_A"] = truth["x_px"] * scene.px

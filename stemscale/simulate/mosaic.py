@@ -62,10 +62,11 @@ class _Job:
         return Scene(self.sample, self.microscope, self.distortions, self.dose, self.seed)
 
 
-def render_region(scene: Scene, y0: int, x0: int, height: int, width: int, tile: int = RENDER_TILE) -> np.ndarray:
-    """Detected image (float32) of a pixel rectangle, rendered on the global tile grid."""
-    expected = scene.render_region(y0, x0, height, width, tile=tile)["expected"]
-    return scene.detect(expected, y0, x0)
+def render_region(scene: Scene, y0: int, x0: int, height: int, width: int, tile: int = RENDER_TILE):
+    """Detected image (float32) of a pixel rectangle on the global tile grid, and its truth table."""
+    rendered, columns = scene.render_region(y0, x0, height, width, tile=tile, return_columns=True)
+    image = scene.detect(rendered["expected"], y0, x0)
+    return image, scene.truth(y0, x0, height, width, columns=columns)
 
 
 def _part_name(y0: int, x0: int) -> str:
@@ -76,18 +77,19 @@ def _simulate_shard(job: _Job, y0: int, x0: int, height: int, width: int) -> dic
     import zarr
 
     scene = job.scene()
-    image = render_region(scene, y0, x0, height, width, job.render_tile)
+    image, truth = render_region(scene, y0, x0, height, width, job.render_tile)
     options = dict(job.storage_options)
     array = zarr.open_array(store=make_store(job.url, storage_options=options), path="0", mode="r+", zarr_format=3)
     write_region(array, image, (y0, x0))
-    truth = scene.truth(y0, x0, height, width)
+    total = float(image.sum(dtype=np.float64))
+    del image
     _write_part(truth, job.truth_url, _part_name(y0, x0), options)
     return {
         "columns": len(truth),
         "species": {str(k): int(v) for k, v in truth["species"].value_counts().items()},
         "defects": {str(k): int(v) for k, v in truth["defect"].value_counts().items() if k},
         "pixels": int(height * width),
-        "sum": float(image.sum(dtype=np.float64)),
+        "sum": total,
     }
 
 

@@ -147,18 +147,46 @@ class Scene:
             plane_wave_sum(ys, xs, self._bg_k, self._bg_phase, s.background_variation * self._bg_amp, out)
         return s.background_fraction * out
 
-    def render(self, y0: int, x0: int, height: int, width: int, *, labels: bool = False) -> dict[str, np.ndarray]:
+    def _kernels(self, labels: bool) -> list[ProbeKernel]:
+        return [self.kernel] + ([self.label_kernel] * len(LABEL_CHANNELS) if labels else [])
+
+    def _render_box(self, y0: int, x0: int, y1: int, x1: int, labels: bool) -> tuple[int, int, int, int]:
+        """Pixel box of the columns that can reach the rectangle [y0, y1) x [x0, x1)."""
+        my, mx = tile_margin(self._kernels(labels), self.distortions.max_jitter_px)
+        return y0 - my - 1, x0 - mx - 1, y1 + my + 1, x1 + mx + 1
+
+    def render(
+        self, y0: int, x0: int, height: int, width: int, *, labels: bool = False,
+        columns: tuple[Columns, np.ndarray, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Noiseless expected counts (and optionally label masks) of one tile.
 
-        Returns a dict with ``expected`` (float64 counts including the
-        background) and, with ``labels=True``, a bool mask per
-        :data:`LABEL_CHANNELS` name.
+        Parameters
+        ----------
+        y0, x0, height, width
+            The tile in global pixel indices.
+        labels
+            Also render the label masks.
+        columns
+            Columns (from :meth:`columns`) covering the tile's render box, to
+            share one generation among many tiles; generated when omitted.
+
+        Returns
+        -------
+        dict
+            ``expected`` (float64 counts including the background) and, with
+            ``labels=True``, a bool mask per :data:`LABEL_CHANNELS` name.
         """
         rows = np.arange(y0, y0 + height)
         jit = self.jitter(rows)
-        kernels = [self.kernel] + ([self.label_kernel] * len(LABEL_CHANNELS) if labels else [])
-        my, mx = tile_margin(kernels, self.distortions.max_jitter_px)
-        cols, fy, fx = self.columns(y0 - my - 1, x0 - mx - 1, y0 + height + my + 1, x0 + width + mx + 1)
+        kernels = self._kernels(labels)
+        by0, bx0, by1, bx1 = self._render_box(y0, x0, y0 + height, x0 + width, labels)
+        cols, fy, fx = columns if columns is not None else self.columns(by0, bx0, by1, bx1)
+        # The same columns in the same (id) order whichever set they came from: the tile's
+        # floating-point sums, hence its pixels, are then bit-for-bit reproducible.
+        idx = np.nonzero((fy >= by0) & (fy < by1) & (fx >= bx0) & (fx < bx1))[0]
+        idx = idx[np.argsort(cols.column_id[idx], kind="stable")]
+        cols, fy, fx = cols.take(idx), fy[idx], fx[idx]
         weights = [cols.weight]
         if labels:
             present = cols.n_atoms > 0
@@ -176,8 +204,8 @@ class Scene:
 
     def render_region(
         self, y0: int, x0: int, height: int, width: int, *, tile: int | None = None,
-        labels: bool = False,
-    ) -> dict[str, np.ndarray]:
+        labels: bool = False, return_columns: bool = False,
+    ):
         """Like :meth:`render` for any rectangle, rendered tile by tile.
 
         With ``tile`` set, tiles sit on the global grid of multiples of
@@ -185,7 +213,9 @@ class Scene:
         is computed identically whatever rectangle asks for it: mosaics with
         different shards, and frames at any origin, agree bit for bit.  With
         ``tile=None`` the rectangle is rendered in one piece (fastest for
-        small frames; equal to the tiled result to float rounding).
+        small frames; equal to the tiled result to float rounding).  With
+        ``return_columns`` the generated columns come back too (they cover
+        the rectangle with margin, ready for :meth:`truth`).
         """
         out = {"expected": np.empty((height, width))}
         if labels:
@@ -196,13 +226,19 @@ class Scene:
             starts_y = range((y0 // tile) * tile, y0 + height, tile)
             starts_x = range((x0 // tile) * tile, x0 + width, tile)
             th = tw = tile
+        # One column generation for all tiles (their render boxes overlap).
+        shared = self.columns(*self._render_box(
+            starts_y[0], starts_x[0], starts_y[-1] + th, starts_x[-1] + tw, labels
+        ))
         for ty in starts_y:
             for tx in starts_x:
-                part = self.render(ty, tx, th, tw, labels=labels)
+                part = self.render(ty, tx, th, tw, labels=labels, columns=shared)
                 ya, yb = max(ty, y0), min(ty + th, y0 + height)
                 xa, xb = max(tx, x0), min(tx + tw, x0 + width)
                 for key, arr in part.items():
                     out[key][ya - y0 : yb - y0, xa - x0 : xb - x0] = arr[ya - ty : yb - ty, xa - tx : xb - tx]
+        if return_columns:
+            return out, shared
         return out
 
     def detect(self, expected: np.ndarray, y0: int, x0: int) -> np.ndarray:
@@ -218,10 +254,19 @@ class Scene:
         return image
 
     # ---------------------------------------------------------------- truth
-    def truth(self, y0: int, x0: int, height: int, width: int) -> pd.DataFrame:
-        """Columns whose (distorted) centre lies in the pixel rectangle (half-open, pixel centres at integers)."""
-        margin = self.distortions.max_jitter_px + 2
-        cols, fy, fx = self.columns(y0 - margin, x0 - margin, y0 + height + margin, x0 + width + margin)
+    def truth(
+        self, y0: int, x0: int, height: int, width: int, *,
+        columns: tuple[Columns, np.ndarray, np.ndarray] | None = None,
+    ) -> pd.DataFrame:
+        """Columns whose (distorted) centre lies in the pixel rectangle (half-open, pixel centres at integers).
+
+        ``columns`` may pass a set that covers the rectangle with a margin of
+        the largest line jitter plus 2 pixels (as :meth:`render_region` returns).
+        """
+        if columns is None:
+            margin = self.distortions.max_jitter_px + 2
+            columns = self.columns(y0 - margin, x0 - margin, y0 + height + margin, x0 + width + margin)
+        cols, fy, fx = columns
         xj = fx - self.jitter(np.floor(fy + 0.5).astype(np.int64))
         own = (fy >= y0 - 0.5) & (fy < y0 + height - 0.5) & (xj >= x0 - 0.5) & (xj < x0 + width - 0.5)
         idx = np.nonzero(own)[0]
