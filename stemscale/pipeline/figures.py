@@ -172,7 +172,7 @@ def spacing_figure(result: Any, pixel_size: float, shape: tuple[int, int], out: 
     ax1.set_xlabel("x (nm)")
     ax1.set_ylabel("y (nm)")
     ax1.legend(loc="upper right", fontsize=8)
-    ax1.set_title("bond lengths of pristine metal columns (grey: excluded)")
+    ax1.set_title("pristine M-M bond lengths (grey: excluded columns)")
     path = out / "metal_spacings.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -186,6 +186,9 @@ def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None 
         Path(config.output.dir) if config.output.dir else default_output(config.name))
     overwrite = config.output.overwrite if overwrite is None else overwrite
     if isinstance(config, TrainPipeline):
+        if cluster is not None:
+            console.print(f"[yellow]note[/yellow]: training runs in this process; --cluster "
+                          f"{cluster} is not used (set run.device for a GPU)")
         return _run_training(config, folder, overwrite, progress, console, t0)
     config = _with_cluster(config, cluster)
     run = RunFolder(folder, config.to_dict(), source=config.source, overrides=config.overrides,
