@@ -28,6 +28,8 @@ class ModelSection:
     base_filters: int = 16
     depth: int = 4
     dropout: float = 0.1
+    # start from these weights (shipped model name or manifest path) instead of random ones
+    init_from: str | None = None
 
 
 @dataclass

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..classes import DEFECT_CLASSES
+from ..errors import InputError
 from .config import TrainConfig
 from .data import FrameSource, SimulatedFrames, make_patch, seed_for
 from .metrics import match_points, prf
@@ -218,6 +219,15 @@ def train(
     weights_np: np.ndarray | None = None
     ckpt_path = out / "checkpoint.pt"
     history: list[dict[str, Any]] = []
+    if cfg.model.init_from and not (resume and ckpt_path.exists()):
+        from .weights import get_model
+
+        init = get_model(cfg.model.init_from, device="cpu")
+        a, b = init.manifest.config, net.config
+        if (a.base_filters, a.depth, a.classes) != (b.base_filters, b.depth, b.classes):
+            raise InputError(f"model.init_from {cfg.model.init_from!r} has shape "
+                             f"{init.manifest.model}, the config asks for {net.config.to_dict()}")
+        net.load_state_dict(init.network.state_dict())
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["model"])
