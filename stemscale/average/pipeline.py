@@ -399,11 +399,20 @@ def average_classes(
     table["class"] = table["class"].astype(str)
     if table.empty:
         raise InputError("no defects to average (the screening kept none)")
+    # Crops (with the shifting margin) that would leave the mosaic cannot be averaged.
+    from .screening import crop_inside
+
+    inside = crop_inside(table["cx_px"].to_numpy(np.int64), table["cy_px"].to_numpy(np.int64), crop,
+                         cfg.margin_px, arr.shape)
+    outside = table.loc[~inside, "class"].value_counts().to_dict()
+    table = table.loc[inside]
+    if table.empty:
+        raise InputError("every crop (with its registration margin) leaves the mosaic")
     halo = crop // 2 + cfg.margin_px + 2
     blocks = plan_blocks(arr.shape, arr.chunks, halo)
     owned = _owned(table, blocks)
     n_owned = sum(len(t) for _, t in owned)
-    if n_owned != len(table):
+    if n_owned != len(table):  # pragma: no cover - crop_inside already guarantees it
         raise InputError(f"{len(table) - n_owned} crop centres lie outside the mosaic of shape {arr.shape}")
     classes = sorted(table["class"].unique())
     refs: dict[str, np.ndarray] = dict(references or {})
@@ -432,6 +441,8 @@ def average_classes(
             a_px = cfg.lattice_constant_A / ps
             refs = {c: _finish_reference(acc.mean(c), cfg, a_px, cfg.mask_radius_A / ps)
                     for c in acc.classes}
+    for c, k in outside.items():
+        acc.reject(str(c), "crop_outside", int(k))
     if url is not None:
         from .stack import mark_stack_complete
 
@@ -463,7 +474,8 @@ def _pass0(arr: Any, owned: list[tuple[BlockSpec, pd.DataFrame]], classes: list[
            cfg: AveragingConfig, ps: float) -> dict[str, np.ndarray]:
     """Gather a seeded sample of crops per class and build references on the client."""
     rng = np.random.default_rng(cfg.seed)
-    allrows = pd.concat([t.assign(_block=i) for i, (_, t) in enumerate(owned)])
+    # sort by row id so that the sample (hence the reference) does not depend on the chunking
+    allrows = pd.concat([t.assign(_block=i) for i, (_, t) in enumerate(owned)]).sort_values("row_id")
     chosen = []
     for cls in classes:
         sub = allrows[allrows["class"] == cls]

@@ -178,7 +178,7 @@ def screen_defects(
     mosaic_shape: Sequence[int],
     classes: Sequence[str] | None = None,
     rules: ScreeningRules | None = None,
-    margin_px: int = 0,
+    margin_px: int = 8,
     perturbing_classes: Sequence[str] | None = None,
 ) -> ScreeningResult:
     """Keep the isolated defects of each class and count why the others went.
@@ -199,7 +199,8 @@ def screen_defects(
     rules
         :class:`ScreeningRules` (default: the paper's).
     margin_px
-        Extra pixels the crop needs on each side (the registration margin).
+        Extra pixels the crop needs on each side (the registration margin,
+        :attr:`AveragingConfig.margin_px`).
     perturbing_classes
         Classes whose proximity rejects a defect of another class (default:
         all).  The paper excluded SVs near "strain-perturbing" classes.
@@ -269,7 +270,7 @@ def select_pristine(
     pixel_size_A: float,
     mosaic_shape: Sequence[int],
     rules: ScreeningRules | None = None,
-    margin_px: int = 0,
+    margin_px: int = 8,
     min_separation_A: float | None = None,
     max_sites: int | None = None,
     seed: int = 0,

@@ -209,6 +209,16 @@ class ClassStrain:
     def _se(self, key: str) -> np.ndarray:
         return self.se.get(key, np.full(np.shape(self.values[key]), np.nan))
 
+    @property
+    def table(self) -> pd.DataFrame:
+        """Per-column table (:meth:`columns`)."""
+        return self.columns()
+
+    @property
+    def profile(self) -> pd.DataFrame:
+        """Radial profile: shells sorted by distance (:meth:`shells`)."""
+        return self.shells().sort_values(["r_A", "site"]).reset_index(drop=True)
+
     def columns(self) -> pd.DataFrame:
         """Per column: ideal offset, displacement (pm), radial / tangential parts, errors, covariance."""
         s = self.geometry.sites.copy()
