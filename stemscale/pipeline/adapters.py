@@ -12,7 +12,8 @@ Contracts (what must be importable for a stage to run):
 
 ``average``
     ``stemscale.average``: ``screen_defects``, ``select_pristine``,
-    ``average_classes``, ``AveragingConfig``, ``ScreeningRules``.
+    ``average_classes``, ``AveragingConfig``, ``ScreeningRules`` (and
+    ``detections_from_truth`` for a demo without a defect detector).
 ``strain``
     ``stemscale.strain``: ``analyse_class`` (and optionally ``MeasureConfig``).
 """
@@ -47,21 +48,23 @@ def require(module: str, *names: str) -> list[Any]:
     return [getattr(mod, n) for n in names]
 
 
-def average_stage(*, mosaic: Any, atoms: pd.DataFrame, defects: pd.DataFrame, pixel_size: float,
+def average_stage(*, mosaic: Any, sites: pd.DataFrame, defects: pd.DataFrame, pixel_size: float,
                   shape: tuple[int, int], classes: list[str] | None, options: dict[str, Any],
-                  out: Path) -> tuple[Any, dict[str, Any]]:
+                  out: Path) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Screen isolated defects and pristine references, then class-average their crops.
 
     Parameters
     ----------
     mosaic
         The lazy mosaic (:func:`stemscale.io.open_mosaic`).
-    atoms, defects
-        The run's tables.
+    sites
+        Candidate pristine reference sites (chalcogen columns: ``x_px``, ``y_px``).
+    defects
+        Detections (``class``, ``x_px``, ``y_px``, optional ``score``).
     pixel_size, shape
         Å per pixel and (height, width) in pixels.
     classes
-        Defect classes to average (default: every detected class).
+        Defect classes to average (default: every class in ``defects``).
     options
         Fields of the library's ``AveragingConfig``.
     out
@@ -69,19 +72,18 @@ def average_stage(*, mosaic: Any, atoms: pd.DataFrame, defects: pd.DataFrame, pi
 
     Returns
     -------
-    (averaging result, summary dict)
+    (averaging result, the averaged rows with ``class``, ``cx_px``, ``cy_px``, summary dict)
     """
     screen_defects, select_pristine, average_classes, AveragingConfig, ScreeningRules = require(
         "stemscale.average", "screen_defects", "select_pristine", "average_classes",
         "AveragingConfig", "ScreeningRules")
-    if defects.empty:
-        raise StageUnavailable("no defects were detected (the peaks detector finds columns only), "
-                               "so there is nothing to average")
     rules = ScreeningRules()
     screened = screen_defects(defects, pixel_size_A=pixel_size, mosaic_shape=shape,
                               classes=classes, rules=rules)
-    chalcogen = atoms[atoms["site"] == "X"] if "site" in atoms else atoms
-    pristine = select_pristine(chalcogen, defects, pixel_size_A=pixel_size, mosaic_shape=shape,
+    if screened.kept.empty:
+        raise StageUnavailable("no defect passed the isolation screening, so there is nothing "
+                               f"to average (counts: {screened.counts})")
+    pristine = select_pristine(sites, defects, pixel_size_A=pixel_size, mosaic_shape=shape,
                                rules=rules)
     kept = pd.concat([screened.kept.assign(**{"class": screened.kept["class"].astype(str)}),
                       pristine.kept.assign(**{"class": "pristine"})], ignore_index=True)
@@ -92,10 +94,11 @@ def average_stage(*, mosaic: Any, atoms: pd.DataFrame, defects: pd.DataFrame, pi
     summary = {"screening": screened.counts,
                "averaged": {c: result.count(c) for c in result.classes},
                "class_averages": "class_averages.npz", "crop_stack": "crops.zarr"}
-    return result, summary
+    return result, kept, summary
 
 
-def strain_stage(*, averages: Any, options: dict[str, Any], out: Path) -> dict[str, Any]:
+def strain_stage(*, averages: Any, options: dict[str, Any], out: Path
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure every class average against the pristine average, with bootstrap errors.
 
     Parameters
@@ -106,6 +109,10 @@ def strain_stage(*, averages: Any, options: dict[str, Any], out: Path) -> dict[s
         Fields of the library's ``MeasureConfig``.
     out
         Run folder; per-class tables go to ``out / "strain"``.
+
+    Returns
+    -------
+    (class -> the library's measurement object, summary dict)
     """
     (analyse_class,) = require("stemscale.strain", "analyse_class")
     if averages is None:
@@ -117,13 +124,17 @@ def strain_stage(*, averages: Any, options: dict[str, Any], out: Path) -> dict[s
     folder = out / "strain"
     folder.mkdir(exist_ok=True)
     summary: dict[str, Any] = {}
+    measured: dict[str, Any] = {}
+    if "pristine" not in averages.classes:
+        raise StageUnavailable("no pristine reference average, so there is nothing to compare with")
     for cls in averages.classes:
         if cls == "pristine":
             continue
-        measured = analyse_class(averages, cls, config=config)
-        summary[cls] = measured.to_dict() if hasattr(measured, "to_dict") else str(measured)
-        for name in ("table", "sites", "shells", "profile"):
-            table = getattr(measured, name, None)
+        m = analyse_class(averages, cls, config=config)
+        measured[cls] = m
+        summary[cls] = m.to_dict() if hasattr(m, "to_dict") else str(m)
+        for name in ("table", "profile"):
+            table = getattr(m, name, None)
             if isinstance(table, pd.DataFrame):
                 table.to_csv(folder / f"{cls}_{name}.csv", index=False)
-    return summary
+    return measured, summary

@@ -242,11 +242,16 @@ class SpacingSection:
 class AverageSection:
     """Screening and class averaging (:mod:`stemscale.average`).
 
+    ``defects``: ``detected`` averages the detector's defects; ``truth`` the
+    simulation's true defects (demo only: a precision study independent of
+    the detector); ``auto`` the detected ones, or on a simulated mosaic the
+    true ones when the detector finds none (e.g. the peaks detector).
     ``options`` go unchanged to the averaging library's own configuration,
     which validates them.
     """
 
     enabled: bool = True
+    defects: Literal["auto", "detected", "truth"] = "auto"
     classes: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 

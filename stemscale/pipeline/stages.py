@@ -328,24 +328,92 @@ def stage_spacing(ctx: Context) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- adapters
+def _chalcogen_sites(ctx: Context) -> pd.DataFrame:
+    """Chalcogen columns of the run: labelled by the FCN, else by the sublattice geometry."""
+    atoms = ctx.atoms
+    if atoms is None or atoms.empty:
+        return pd.DataFrame({"x_px": [], "y_px": []})
+    if (atoms["site"] == "X").any():
+        return atoms[atoms["site"] == "X"]
+    from .spacing import classify_sublattices
+
+    ok = atoms["state"].isin([0, 1]).to_numpy() & np.isfinite(atoms["amplitude"].to_numpy(float))
+    good = atoms[ok]
+    sites, _ = classify_sublattices(good[["x_px", "y_px"]].to_numpy(float),
+                                    good["amplitude"].to_numpy(float),
+                                    metal_brighter=(ctx.material or "WSe2") != "MoSe2")
+    return good[sites == "X"]
+
+
 def stage_average(ctx: Context) -> dict[str, Any]:
     """Screening and class averaging, through :func:`.adapters.average_stage`."""
     from ..io import open_mosaic
+    from .adapters import require
 
     s = ctx.config.average
-    if ctx.defects is None or ctx.defects.empty:
+    defects = ctx.defects if ctx.defects is not None else pd.DataFrame()
+    source = s.defects
+    if source == "auto":
+        source = "detected" if len(defects) or ctx.truth_url is None else "truth"
+    if source == "truth":
+        if ctx.truth_url is None:
+            raise InputError("average.defects: truth needs a simulated mosaic (kind demo)")
+        from ..simulate.mosaic import read_truth
+
+        (from_truth,) = require("stemscale.average", "detections_from_truth")
+        # every class: all defects count as neighbours in the screening, not only averaged ones
+        defects = from_truth(read_truth(ctx.truth_url))
+        ctx.note("averaging the simulation's true defect positions (rounded to whole pixels, "
+                 "like FCN centroids)" + (f" because the {ctx.detector} detector found no defects"
+                                          if s.defects == "auto" else ""))
+    elif defects.empty:
         raise StageUnavailable("no defects were detected, so there is nothing to average"
                                + (" (the peaks detector finds columns only)"
                                   if ctx.detector == "peaks" else ""))
     mosaic = open_mosaic(ctx.mosaic_url, storage_options=ctx.storage_options)
-    result, summary = average_stage(mosaic=mosaic, atoms=ctx.atoms, defects=ctx.defects,
-                                    pixel_size=ctx.pixel_size, shape=ctx.shape,
-                                    classes=s.classes, options=dict(s.options), out=ctx.path)
-    ctx.extras["averages"] = result
-    return summary
+    result, kept, summary = average_stage(
+        mosaic=mosaic, sites=_chalcogen_sites(ctx), defects=defects, pixel_size=ctx.pixel_size,
+        shape=ctx.shape, classes=s.classes, options=dict(s.options), out=ctx.path)
+    ctx.extras["averages"], ctx.extras["averaged_rows"] = result, kept
+    return {"defects_from": source, **summary}
 
 
 def stage_strain(ctx: Context) -> dict[str, Any]:
-    """Spacings and displacements in the class averages, through :func:`.adapters.strain_stage`."""
-    return strain_stage(averages=ctx.extras.get("averages"), options=dict(ctx.config.strain.options),
-                        out=ctx.path)
+    """Spacings and displacements in the class averages, through :func:`.adapters.strain_stage`.
+
+    On a simulated mosaic the measured radial displacements of every shell are
+    compared with the displacements the simulation injected at the same sites.
+    """
+    measured, summary = strain_stage(averages=ctx.extras.get("averages"),
+                                     options=dict(ctx.config.strain.options), out=ctx.path)
+    if ctx.truth_url is not None and measured:
+        summary["recovered_vs_injected"] = _compare_injected(ctx, measured)
+    return summary
+
+
+def _compare_injected(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
+    from ..simulate.mosaic import read_truth
+    from .adapters import require
+
+    (injected_displacements,) = require("stemscale.strain", "injected_displacements")
+    truth = read_truth(ctx.truth_url)
+    rows = ctx.extras["averaged_rows"]
+    centres = {c: g[["cx_px", "cy_px"]].to_numpy(float) for c, g in rows.groupby("class")}
+    out: dict[str, Any] = {}
+    for cls, m in measured.items():
+        inj = injected_displacements(truth, centres[cls], centres["pristine"], m.geometry)
+        shells = m.shells()
+        shells["injected_u_r_pm"] = inj["shell_u_r"]
+        shells.to_csv(ctx.path / "strain" / f"{cls}_recovered_vs_injected.csv", index=False)
+        diff = shells["u_r_pm"] - shells["injected_u_r_pm"]
+        se = shells["u_r_se_pm"]
+        finite = np.isfinite(diff) & np.isfinite(se) & (se > 0)
+        out[cls] = {
+            "shells": int(len(shells)),
+            "rms_difference_pm": float(np.sqrt(np.nanmean(diff**2))) if len(diff) else None,
+            "rms_injected_pm": float(np.sqrt(np.nanmean(shells["injected_u_r_pm"] ** 2))),
+            "median_se_pm": float(np.nanmedian(se)) if finite.any() else None,
+            "chi2_per_shell": float(np.mean((diff[finite] / se[finite]) ** 2)) if finite.any() else None,
+            "table": f"strain/{cls}_recovered_vs_injected.csv",
+        }
+    return out
