@@ -113,7 +113,7 @@ def open_cluster(section: ClusterSection) -> Iterator[tuple[Any, dict[str, Any]]
     elif kind == "cuda":
         cluster = make_cluster("cuda", **section.options)
     elif kind == "slurm":
-        cluster = make_cluster("slurm", **section.options)
+        cluster = make_cluster("slurm", **_jobqueue_options(section.options))
         cluster.scale(jobs=section.jobs)
     elif kind == "kubernetes":
         cluster = make_cluster("kubernetes", **{"n_workers": section.jobs, **section.options})
@@ -135,6 +135,21 @@ def open_cluster(section: ClusterSection) -> Iterator[tuple[Any, dict[str, Any]]
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _jobqueue_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Job sizes from the dask-jobqueue configuration (``jobqueue.yaml``), then ``options``.
+
+    ``make_cluster("slurm")`` passes small defaults for cores, memory, processes and
+    walltime explicitly, which would hide the values of a ``jobqueue.yaml``; reading them
+    here keeps the file in charge unless the pipeline sets them.
+    """
+    import dask
+
+    name = options.get("config_name", "slurm")
+    conf = dask.config.get(f"jobqueue.{name}", default=None) or {}
+    out = {k: conf[k] for k in ("cores", "memory", "processes", "walltime") if conf.get(k) is not None}
+    return {**out, **options}
 
 
 def _with_cluster(config: PipelineConfig, cluster: str | None) -> PipelineConfig:
