@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["overview_figure", "zoom_figure", "position_error_figure", "spacing_figure",
-           "sites_figure"]
+           "sites_figure", "class_average_figure", "profile_figure"]
 
 _CLASS_COLOURS = {"SV": "tab:red", "DV": "tab:purple", "2Te": "tab:orange", "TeSe": "gold",
                   "MV": "tab:blue", "MSub": "tab:green"}
@@ -216,6 +216,60 @@ def sites_figure(mosaic: Any, columns: pd.DataFrame, out: Path, *, size: int = 2
     axes[0].set_title(f"pixels y {y0}:{y0 + size}, x {x0}:{x0 + size}")
     axes[1].set_title("fitted columns by sublattice")
     path = out / "sites.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def class_average_figure(averages: Any, out: Path) -> Path:
+    """Every class average (and the pristine one) with its number of crops."""
+    plt = _pyplot()
+    classes = [c for c in averages.classes if c != "pristine"] + (
+        ["pristine"] if "pristine" in averages.classes else [])
+    fig, axes = plt.subplots(1, len(classes), figsize=(4 * len(classes), 4.3), squeeze=False)
+    ps = float(averages.pixel_size_A)
+    for ax, cls in zip(axes[0], classes):
+        image = np.asarray(averages.mean(cls), dtype=float)
+        half = image.shape[0] * ps / 20  # nm
+        lo, hi = _stretch(image)
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=(-half, half, half, -half))
+        ax.set_title(f"{cls}: N = {averages.count(cls)}")
+        ax.set_xlabel("x (nm)")
+    axes[0][0].set_ylabel("y (nm)")
+    fig.suptitle("class averages (registered, summed crops)")
+    path = out / "class_averages.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def profile_figure(measured: dict[str, Any], out: Path,
+                   injected: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Radial displacement of every shell around each defect class, with bootstrap errors.
+
+    With ``injected`` (a simulated mosaic), the displacements the simulation put
+    in are drawn at the same shells.
+    """
+    plt = _pyplot()
+    classes = list(measured)
+    fig, axes = plt.subplots(1, len(classes), figsize=(6 * len(classes), 4.3), squeeze=False)
+    for ax, cls in zip(axes[0], classes):
+        shells = (injected or {}).get(cls)
+        if shells is None:
+            shells = measured[cls].shells()
+        for site, colour in (("M", "tab:blue"), ("X", "tab:orange")):
+            sel = shells[shells["site"] == site]
+            ax.errorbar(sel["r_A"], sel["u_r_pm"], yerr=sel["u_r_se_pm"], fmt="o", ms=4,
+                        color=colour, capsize=2, label=f"{site} measured")
+            if "injected_u_r_pm" in sel:
+                ax.plot(sel["r_A"], sel["injected_u_r_pm"], "x", color=colour, ms=7,
+                        label=f"{site} injected")
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("distance from the defect (Å)")
+        ax.set_ylabel("radial displacement vs pristine (pm)")
+        ax.set_title(f"{cls} (N = {getattr(measured[cls], 'n_def', '?')})")
+        ax.legend(fontsize=8)
+    path = out / "displacement_profiles.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -15,15 +15,18 @@ from typing import Any
 __all__ = ["build_report", "render_markdown", "render_html", "write_report", "flatten"]
 
 
-def flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested dicts as ``("a.b.c", value)`` rows (lists of dicts are indexed)."""
+def flatten(data: Any, prefix: str = "", max_items: int = 6) -> list[tuple[str, Any]]:
+    """Nested dicts as ``("a.b.c", value)`` rows (short lists of dicts are indexed,
+    long ones and long lists of numbers are summarised: the tables hold them)."""
     rows: list[tuple[str, Any]] = []
     if isinstance(data, dict):
         for k, v in data.items():
-            rows += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+            rows += flatten(v, f"{prefix}.{k}" if prefix else str(k), max_items)
+    elif isinstance(data, list) and len(data) > max_items:
+        rows.append((prefix, f"{len(data)} entries (see summary.json)"))
     elif isinstance(data, list) and data and all(isinstance(v, dict) for v in data):
         for i, v in enumerate(data):
-            rows += flatten(v, f"{prefix}[{i}]")
+            rows += flatten(v, f"{prefix}[{i}]", max_items)
     else:
         rows.append((prefix, data))
     return rows

@@ -51,6 +51,10 @@ def _stage_figures(ctx: Context) -> dict[str, Any]:
         made.append(figures.spacing_figure(spacing, ctx.pixel_size, ctx.shape, out))
     else:
         made.append(figures.zoom_figure(mosaic, ctx.atoms, ctx.defects, out))
+    if ctx.extras.get("averages") is not None:
+        made.append(figures.class_average_figure(ctx.extras["averages"], out))
+    if ctx.extras.get("strain"):
+        made.append(figures.profile_figure(ctx.extras["strain"], out, ctx.extras.get("injected")))
     errors = ctx.extras.get("position_errors")
     if errors is not None and len(errors):
         made.append(figures.position_error_figure(errors, out))

@@ -386,6 +386,7 @@ def stage_strain(ctx: Context) -> dict[str, Any]:
     """
     measured, summary = strain_stage(averages=ctx.extras.get("averages"),
                                      options=dict(ctx.config.strain.options), out=ctx.path)
+    ctx.extras["strain"] = measured
     if ctx.truth_url is not None and measured:
         summary["recovered_vs_injected"] = _compare_injected(ctx, measured)
     return summary
@@ -405,6 +406,7 @@ def _compare_injected(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
         shells = m.shells()
         shells["injected_u_r_pm"] = inj["shell_u_r"]
         shells.to_csv(ctx.path / "strain" / f"{cls}_recovered_vs_injected.csv", index=False)
+        ctx.extras.setdefault("injected", {})[cls] = shells
         diff = shells["u_r_pm"] - shells["injected_u_r_pm"]
         se = shells["u_r_se_pm"]
         finite = np.isfinite(diff) & np.isfinite(se) & (se > 0)
