@@ -13,7 +13,9 @@ The numerics are pure functions of arrays and tables:
   rotated grains rejected; :func:`symmetrise` (C3 / C3v);
 * :class:`Moments`, :class:`ClassAccumulator`, :func:`combine`: the monoid
   of per-class sums that makes the averaging a tree reduction;
-* :func:`resample_counts`, :func:`bootstrap_means`: vectorised bootstrap.
+* :func:`resample_counts`, :func:`bootstrap_means`: vectorised bootstrap;
+* :func:`find_pairs`: defect pairs grouped by separation vector up to the
+  point group, each crop mapped onto its configuration's orientation.
 
 :func:`average_classes` orchestrates them on Dask (one task per mosaic
 block, partial accumulators combined pairwise, registered crops written to
@@ -25,6 +27,7 @@ from __future__ import annotations
 from .accumulator import ClassAccumulator, Moments, combine, combine_all
 from .bootstrap import bootstrap_means, precision_slope, resample_counts, standard_error
 from .crops import central, extract_crops, rot180
+from .pairs import PairsResult, canonical_vector, find_pairs, pair_class_name, transform_crops
 from .orientation import OrientationCheck, check_orientation, lattice_angle, map_orientation
 from .pipeline import AveragingConfig, AveragingResult, average_classes, block_accumulate, build_reference
 from .registration import apply_shifts, cross_correlation_shifts, refine_reference, register
@@ -50,4 +53,5 @@ __all__ = [
     "PAPER_PIXEL_SIZE_A", "REJECTION_REASONS", "ScreeningResult", "ScreeningRules",
     "detections_from_truth", "screen_defects", "select_pristine",
     "CropStack", "symmetrise", "symmetry_operations",
+    "PairsResult", "canonical_vector", "find_pairs", "pair_class_name", "transform_crops",
 ]

@@ -266,6 +266,11 @@ def block_accumulate(
             continue
         crops = extract_crops(img, grp["cx_px"].to_numpy(), grp["cy_px"].to_numpy(), crop,
                               margin=cfg.margin_px, origin=origin, dtype=np.float64)
+        if "op" in grp.columns and (grp["op"].fillna(0).to_numpy() != 0).any():
+            # pair configurations: rotate / mirror each crop onto its canonical orientation
+            from .pairs import transform_crops
+
+            crops = transform_crops(crops, grp["op"].fillna(0).to_numpy(), grp["mirror_angle_deg"].fillna(90.0).to_numpy())
         ids = grp["row_id"].to_numpy()
         status = np.full(len(crops), "same", dtype=object)
         if cfg.orientation != "off":
@@ -303,8 +308,14 @@ def block_accumulate(
 
 
 def _gather_crops(window: np.ndarray, origin: tuple[int, int], cx: np.ndarray, cy: np.ndarray,
-                  crop: int, margin: int) -> np.ndarray:
-    return extract_crops(window, cx, cy, crop, margin=margin, origin=origin, dtype=np.float32)
+                  crop: int, margin: int, ops: np.ndarray | None = None,
+                  mirror: np.ndarray | None = None) -> np.ndarray:
+    crops = extract_crops(window, cx, cy, crop, margin=margin, origin=origin, dtype=np.float32)
+    if ops is not None and (ops != 0).any():
+        from .pairs import transform_crops
+
+        crops = transform_crops(crops, ops, mirror).astype(np.float32)
+    return crops
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -361,8 +372,11 @@ def average_classes(
     defects
         Screened rows (:attr:`ScreeningResult.kept`, or several concatenated,
         e.g. defects and pristine sites): ``class``, ``cx_px``, ``cy_px``
-        (integer global pixel centres).  Row positions become the crop ids
-        in the stack.
+        (integer global pixel centres); optionally ``op`` and
+        ``mirror_angle_deg`` (pair configurations from
+        :func:`~stemscale.average.pairs.find_pairs`: each crop is mapped by
+        that point-group operation first).  Row positions become the crop
+        ids in the stack.
     pixel_size_A
         Å per pixel (default: the DataArray's ``pixel_size_angstrom``).
     crop_px
@@ -431,8 +445,9 @@ def average_classes(
         parts = []
         for b, rows in owned:
             (ys, xs) = b.window_slices()
+            cols = ["class", "cx_px", "cy_px", "row_id"] + [c for c in ("op", "mirror_angle_deg") if c in rows.columns]
             parts.append(dask.delayed(_partition)(
-                arr[ys, xs], b.origin, rows[["class", "cx_px", "cy_px", "row_id"]], refs_d, cfg, ps, crop,
+                arr[ys, xs], b.origin, rows[cols], refs_d, cfg, ps, crop,
                 url, b.key, dask_key_name=f"average-block-{b.key}-{p}-{dask.base.tokenize(rows, cfg, url)}"))
         bag = db.from_delayed(parts)
         acc = bag.reduction(combine_all, combine_all, split_every=int(cfg.split_every)).compute(
@@ -486,8 +501,10 @@ def _pass0(arr: Any, owned: list[tuple[BlockSpec, pd.DataFrame]], classes: list[
     for i, grp in sample.groupby("_block", sort=True):
         b = owned[int(i)][0]
         ys, xs = b.window_slices()
+        ops = grp["op"].fillna(0).to_numpy() if "op" in grp.columns else None
+        mir = grp["mirror_angle_deg"].fillna(90.0).to_numpy() if "mirror_angle_deg" in grp.columns else None
         tasks.append(dask.delayed(_gather_crops)(arr[ys, xs], b.origin, grp["cx_px"].to_numpy(),
-                                                 grp["cy_px"].to_numpy(), crop, cfg.margin_px))
+                                                 grp["cy_px"].to_numpy(), crop, cfg.margin_px, ops, mir))
         order.append(grp["class"].to_numpy())
     stacks = dask.compute(*tasks, scheduler=_scheduler())
     crops = np.concatenate(stacks, axis=0)

@@ -10,6 +10,8 @@
 * :func:`analyse_class`: the whole measurement of one class with bootstrap
   standard errors and a continuum (1/r) comparison
   (:func:`fit_centre_of_dilatation`);
+* :func:`pair_coupling`: a defect pair's field minus the superposition of
+  two single-defect fields, with errors;
 * :func:`injected_displacements`: what a simulated class average should show.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 from .analysis import ClassStrain, MeasureConfig, analyse_class, bootstrap_positions, measure_average, single_crop_spread
 from .columns import NEIGHBOUR_MODELS, ColumnFit, fit_columns
 from .continuum import ContinuumFit, fit_centre_of_dilatation
+from .coupling import pair_coupling, superposition
 from .geometry import StrainGeometry, match_sites
 from .lattice import HexLattice, defect_site_shift, find_peaks, fit_lattice
 from .truth import injected_displacements, mean_site_displacements
@@ -27,4 +30,5 @@ __all__ = [
     "single_crop_spread", "NEIGHBOUR_MODELS", "ColumnFit", "fit_columns", "ContinuumFit",
     "fit_centre_of_dilatation", "StrainGeometry", "match_sites", "HexLattice", "defect_site_shift",
     "find_peaks", "fit_lattice", "injected_displacements", "mean_site_displacements",
+    "pair_coupling", "superposition",
 ]
