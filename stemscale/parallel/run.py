@@ -254,6 +254,11 @@ def _execute(todo, url, config, out, storage_options, progress, retries) -> list
             with ProgressBar():
                 return list(dask.compute(*tasks))
         return list(dask.compute(*tasks))
+    if config.detector == "fcn":
+        # Every worker loads and verifies the network once, before its first block.
+        from .plugins import warm_up_workers
+
+        warm_up_workers(client, config.model, config.device)
     futures = [client.submit(_block_task, url, s, config, out, storage_options,
                              key=f"stemscale-block-{s.key}-{os.path.basename(out)}",
                              retries=retries, pure=False)
