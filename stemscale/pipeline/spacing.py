@@ -4,8 +4,9 @@ Pure functions of the atoms table (no Dask).  In projection along c a 2H
 monolayer is a honeycomb of two triangular sublattices, metal (M) and
 chalcogen (X), each with lattice constant ``a``; an M column's nearest
 columns are X columns at ``a / sqrt(3)``, its nearest M columns are at ``a``.
-So the bright columns (Z contrast) linked at distance ``a`` form the metal
-lattice, and every other column is placed by its distance to it.  This works with the classical peak detector, which does not
+So a column with its neighbours at ``a`` (its own sublattice) can be compared
+with its neighbours at ``a / sqrt(3)`` (the other one): the brighter side is
+metal (Z contrast).  This works with the classical peak detector, which does not
 label sites, and it is indifferent to the absolute pixel calibration because
 ``a`` is measured from the columns themselves.
 
@@ -42,15 +43,27 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (v - med) / mad
 
 
-def lattice_constant_px(xy: np.ndarray, amplitude: np.ndarray, fraction: float = 0.4) -> float:
-    """Lattice constant in pixels: the median nearest-neighbour distance of the brightest columns.
+def lattice_constant_px(xy: np.ndarray, amplitude: np.ndarray, fraction: float = 0.4,
+                        guess_px: float | None = None) -> float:
+    """Lattice constant in pixels from the columns' neighbour distances.
 
-    The brightest ``fraction`` of the columns are (almost) all metal columns,
-    whose nearest neighbours among themselves sit at ``a``.
+    With ``guess_px`` (the nominal lattice constant over the pixel size; a
+    calibration error of a few per cent does not matter): the median of all
+    neighbour distances within 13 % of it, which are metal-metal and
+    chalcogen-chalcogen pairs (a metal-chalcogen pair is at a/sqrt(3) or
+    2a/sqrt(3)).  Without: the neighbour distances of the brightest
+    ``fraction`` of the columns, assumed to be (mostly) metal columns.
     """
     xy = np.asarray(xy, dtype=float)
     if len(xy) < 8:
         raise InputError(f"need at least 8 fitted columns to measure the lattice, got {len(xy)}")
+    if guess_px is not None:
+        pairs = cKDTree(xy).query_pairs(1.13 * guess_px, output_type="ndarray")
+        if len(pairs):
+            dist = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
+            dist = dist[dist >= 0.87 * guess_px]
+            if len(dist) >= 8:
+                return float(np.median(dist))
     order = np.argsort(np.asarray(amplitude, dtype=float))[::-1]
     bright = xy[order[: max(8, int(fraction * len(xy)))]]
     d, _ = cKDTree(bright).query(bright, k=2)
@@ -65,27 +78,29 @@ def lattice_constant_px(xy: np.ndarray, amplitude: np.ndarray, fraction: float =
 
 
 def classify_sublattices(xy: np.ndarray, amplitude: np.ndarray, *, tolerance: float = 0.1,
-                         a_px: float | None = None, metal_brighter: bool = True,
-                         ) -> tuple[np.ndarray, float]:
+                         a_px: float | None = None, guess_px: float | None = None,
+                         metal_brighter: bool = True) -> tuple[np.ndarray, float]:
     """Label every column ``"M"``, ``"X"`` or ``"?"`` (not placed on the lattice).
 
-    Bright columns with at least three bright neighbours at ``a`` form a
-    reliable metal lattice (an isolated bright chalcogen column, e.g. a
-    substituted one, has none: its neighbours at ``a`` are ordinary chalcogen
-    columns).  Every column is then placed by its distance to the nearest
-    reliable metal column: about ``a / sqrt(3)`` for a chalcogen column,
-    about ``a`` for a metal column.
+    A column and its neighbours at ``a`` (same sublattice) are compared with its
+    neighbours at ``a / sqrt(3)`` (the other sublattice): the brighter side is
+    metal.  Averaging over about ten columns makes the test robust to noisy
+    amplitudes and to slow background changes.  Columns without a detected
+    neighbour on the other sublattice (faint chalcogen columns missed by a
+    classical detector) take the label of their neighbours at ``a``.
 
     Parameters
     ----------
     xy
         (n, 2) column positions in pixels.
     amplitude
-        Fitted peak heights.
+        Fitted peak heights (positive).
     tolerance
-        Relative tolerance of the neighbour distance ``a``.
+        Relative tolerance of the neighbour distances.
     a_px
         Lattice constant in pixels (default: measured, :func:`lattice_constant_px`).
+    guess_px
+        Nominal lattice constant in pixels, to measure ``a`` from.
     metal_brighter
         Whether metal columns are the brighter ones (W, Mo vs S2, Se2: true for
         WSe2, WS2, MoS2; not for MoSe2, where Se2 columns outshine Mo).
@@ -95,34 +110,38 @@ def classify_sublattices(xy: np.ndarray, amplitude: np.ndarray, *, tolerance: fl
     sites : numpy.ndarray of str
     a_px : float
     """
-    from skimage.filters import threshold_otsu
-
     xy = np.asarray(xy, dtype=float)
     amp = np.asarray(amplitude, dtype=float)
     n = len(xy)
     sign = 1.0 if metal_brighter else -1.0
-    a = float(a_px) if a_px is not None else lattice_constant_px(xy, sign * amp)
+    a = float(a_px) if a_px is not None else lattice_constant_px(xy, sign * amp, guess_px=guess_px)
     key = sign * np.log(np.clip(amp, np.finfo(float).tiny, None))
-    bright = np.flatnonzero(key > threshold_otsu(key)) if n > 1 else np.arange(n)
-    sites = np.full(n, "?", dtype=object)
-    if len(bright) < 3:
-        return sites, a
-    bxy = xy[bright]
-    pairs = _pairs(cKDTree(bxy), bxy, a, tolerance)
-    count = np.bincount(pairs.ravel(), minlength=len(bright)) if len(pairs) else np.zeros(len(bright), int)
-    reliable = bright[count >= 3]
-    if len(reliable) < 2:
-        return sites, a
-    is_reliable = np.zeros(n, bool)
-    is_reliable[reliable] = True
-    d, j = cKDTree(xy[reliable]).query(xy, k=2)
-    # a reliable column's nearest reliable column is itself: take the second
-    nearest = np.where(is_reliable, d[:, 1], d[:, 0])
-    x_max = 0.5 * (1 + 1 / np.sqrt(3.0)) * a  # halfway between a / sqrt(3) and a
-    sites[nearest < x_max] = "X"
-    metal = is_reliable | ((nearest >= x_max) & (np.abs(nearest - a) <= 0.2 * a))
-    sites[metal & (nearest >= x_max)] = "M"
-    sites[is_reliable] = "M"
+    tree = cKDTree(xy)
+    same = _pairs(tree, xy, a, tolerance)
+    cross = _pairs(tree, xy, a / np.sqrt(3.0), tolerance)
+    # Sums of the key over each column's neighbours on its own and on the other sublattice.
+    own_sum, own_n = key.copy(), np.ones(n)
+    np.add.at(own_sum, same[:, 0], key[same[:, 1]])
+    np.add.at(own_sum, same[:, 1], key[same[:, 0]])
+    np.add.at(own_n, same.ravel(), 1)
+    other_sum, other_n = np.zeros(n), np.zeros(n)
+    np.add.at(other_sum, cross[:, 0], key[cross[:, 1]])
+    np.add.at(other_sum, cross[:, 1], key[cross[:, 0]])
+    np.add.at(other_n, cross.ravel(), 1)
+    label = np.zeros(n, dtype=int)  # +1 metal, -1 chalcogen, 0 unknown
+    has = other_n > 0
+    score = np.where(has, own_sum / own_n - other_sum / np.maximum(other_n, 1), 0.0)
+    label[has] = np.where(score[has] > 0, 1, -1)
+    # Columns without a detected cross neighbour: majority of their same-sublattice neighbours.
+    for _ in range(10):
+        votes = np.zeros(n)
+        np.add.at(votes, same[:, 0], label[same[:, 1]])
+        np.add.at(votes, same[:, 1], label[same[:, 0]])
+        todo = (label == 0) & (votes != 0)
+        if not todo.any():
+            break
+        label[todo] = np.sign(votes[todo]).astype(int)
+    sites = np.where(label > 0, "M", np.where(label < 0, "X", "?")).astype(object)
     return sites, a
 
 
@@ -160,7 +179,8 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
                    translation_angstrom: tuple[float, float] = (0.0, 0.0),
                    exclude_radius_A: float = 4.0, substitution_threshold: float = 4.0,
                    tolerance: float = 0.1, edge_A: float = 3.0,
-                   nominal_a_A: float | None = None) -> SpacingResult:
+                   nominal_a_A: float | None = None, metal_brighter: bool = True,
+                   brightness: str = "score") -> SpacingResult:
     """Nearest-neighbour metal-metal spacings in the pristine part of a frame.
 
     Parameters
@@ -187,26 +207,46 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
     edge_A
         Columns closer than this to the image border are left out.
     nominal_a_A
-        The material's lattice constant, to report the measured / nominal ratio.
+        The material's lattice constant: a starting point for measuring ``a``
+        (a calibration error of a few per cent does not matter) and the
+        reference of the measured / nominal ratio.
+    metal_brighter
+        See :func:`classify_sublattices`.
+    brightness
+        Column measuring a column's brightness, for sublattices and substitutions:
+        ``"score"`` (the peak detector's local contrast of the smoothed image:
+        robust at low dose) or ``"amplitude"`` (the fitted peak height).  When
+        the table's ``site`` column already labels columns ``M``/``X`` (FCN),
+        those labels are used.
     """
-    need = {"x_px", "y_px", "amplitude", "state"}
+    need = {"x_px", "y_px", "amplitude", "state", brightness}
     missing = need - set(atoms.columns)
     if missing:
         raise InputError(f"atoms table lacks {sorted(missing)}")
     ps = float(pixel_size_angstrom)
     cols = atoms.reset_index(drop=True).copy()
-    good = cols["state"].isin(_GOOD_STATES).to_numpy() & np.isfinite(cols["amplitude"].to_numpy())
+    bright = cols[brightness].to_numpy(float)
+    good = (cols["state"].isin(_GOOD_STATES).to_numpy() & np.isfinite(cols["amplitude"].to_numpy())
+            & np.isfinite(bright) & (bright > 0))
     fitted = cols[good]
     xy_all = cols[["x_px", "y_px"]].to_numpy(dtype=float)
     sites = np.full(len(cols), "?", dtype=object)
-    fit_sites, a_px = classify_sublattices(fitted[["x_px", "y_px"]].to_numpy(float),
-                                           fitted["amplitude"].to_numpy(float), tolerance=tolerance)
-    sites[np.flatnonzero(good)] = fit_sites
+    guess = nominal_a_A / ps if nominal_a_A else None
+    labelled = "site" in cols and cols["site"].isin(["M", "X"]).mean() > 0.5
+    if labelled:  # the FCN labelled the sites
+        sites[good] = cols.loc[good, "site"].to_numpy()
+        a_px = lattice_constant_px(fitted[["x_px", "y_px"]].to_numpy(float),
+                                   bright[good] * (sites[good] == "M"), guess_px=guess)
+    else:
+        fit_sites, a_px = classify_sublattices(fitted[["x_px", "y_px"]].to_numpy(float),
+                                               bright[good], tolerance=tolerance,
+                                               guess_px=guess, metal_brighter=metal_brighter)
+        sites[np.flatnonzero(good)] = fit_sites
     cols["sublattice"] = sites
     is_m, is_x = sites == "M", sites == "X"
     z = np.full(len(cols), np.nan)
     if is_x.any():
-        z[is_x] = robust_z(cols.loc[is_x, "amplitude"].to_numpy(float))
+        z[is_x] = robust_z(bright[is_x])
     cols["chalcogen_z"] = z
     cols["substituted"] = is_x & (np.nan_to_num(z) > substitution_threshold)
 

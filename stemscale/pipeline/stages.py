@@ -318,7 +318,7 @@ def stage_spacing(ctx: Context) -> dict[str, Any]:
         ctx.atoms, ctx.pixel_size, ctx.shape, region_A=s.region_A,
         translation_angstrom=tuple(ctx.translation), exclude_radius_A=s.exclude_radius_A,
         substitution_threshold=s.substitution_threshold, tolerance=s.tolerance, edge_A=s.edge_A,
-        nominal_a_A=spec.a if spec else None,
+        nominal_a_A=spec.a if spec else None, metal_brighter=ctx.material != "MoSe2",
     )
     result.columns.to_parquet(ctx.path / "columns_classified.parquet", index=False)
     result.bonds.to_csv(ctx.path / "metal_bonds.csv", index=False)
@@ -337,10 +337,15 @@ def _chalcogen_sites(ctx: Context) -> pd.DataFrame:
         return atoms[atoms["site"] == "X"]
     from .spacing import classify_sublattices
 
-    ok = atoms["state"].isin([0, 1]).to_numpy() & np.isfinite(atoms["amplitude"].to_numpy(float))
+    from ..simulate import MATERIALS
+
+    # the peak detector's smoothed local contrast measures brightness better than fit amplitudes
+    score = atoms["score"].to_numpy(float)
+    ok = atoms["state"].isin([0, 1]).to_numpy() & np.isfinite(score) & (score > 0)
     good = atoms[ok]
-    sites, _ = classify_sublattices(good[["x_px", "y_px"]].to_numpy(float),
-                                    good["amplitude"].to_numpy(float),
+    spec = MATERIALS.get(ctx.material or "WSe2")
+    sites, _ = classify_sublattices(good[["x_px", "y_px"]].to_numpy(float), score[ok],
+                                    guess_px=spec.a / ctx.pixel_size if spec else None,
                                     metal_brighter=(ctx.material or "WSe2") != "MoSe2")
     return good[sites == "X"]
 

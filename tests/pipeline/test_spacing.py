@@ -58,7 +58,8 @@ def test_sublattices_without_most_chalcogen_columns():
 def test_spacings_per_direction_follow_the_known_anisotropy():
     e, noise = 0.04, 0.25
     cols = honeycomb(stretch_x=e, noise_px=noise, seed=2)
-    res = metal_spacings(cols, PS, (640, 640), nominal_a_A=A_PX * PS, exclude_radius_A=0.0)
+    res = metal_spacings(cols, PS, (640, 640), nominal_a_A=A_PX * PS, exclude_radius_A=0.0,
+                         brightness="amplitude")
     s = res.summary
     # Bonds along x are stretched by (1 + e); the two at +-60 degrees by sqrt((1+e)^2/4 + 3/4).
     along_x = A_PX * PS * 100 * (1 + e)
@@ -82,7 +83,7 @@ def test_substituted_chalcogens_are_flagged_and_their_neighbourhood_excluded():
     bright = x_rows[:: max(1, len(x_rows) // 5)][:5]
     cols.loc[bright, "amplitude"] = 0.8  # twice a chalcogen column, still fainter than a metal one
     cols.loc[cols.index[0], "state"] = 3  # one failed fit: its neighbourhood is not pristine
-    res = metal_spacings(cols, PS, (640, 640), exclude_radius_A=4.0)
+    res = metal_spacings(cols, PS, (640, 640), exclude_radius_A=4.0, brightness="amplitude")
     flagged = res.columns.index[res.columns["substituted"]]
     assert set(flagged) == set(bright)
     xy = res.columns[["x_px", "y_px"]].to_numpy()
@@ -101,8 +102,32 @@ def test_substituted_chalcogens_are_flagged_and_their_neighbourhood_excluded():
 def test_region_restricts_the_bonds():
     cols = honeycomb(noise_px=0.2, seed=4)
     region = (20.0, 50.0, 20.0, 50.0)  # Å
-    res = metal_spacings(cols, PS, (640, 640), region_A=region)
+    res = metal_spacings(cols, PS, (640, 640), region_A=region, brightness="amplitude")
     xy = res.columns[["x_px", "y_px"]].to_numpy() * PS
     ends = np.r_[res.bonds["i"].to_numpy(), res.bonds["j"].to_numpy()]
     assert len(ends)
     assert np.all((xy[ends, 0] >= 20) & (xy[ends, 0] <= 50) & (xy[ends, 1] >= 20) & (xy[ends, 1] <= 50))
+
+
+def test_simulated_wse2_frame_sites_substitutions_and_spacing():
+    """Against the simulator's truth: sublattices, Te substitutions and the W-W spacing."""
+    from stemscale.detect.metrics import match_points
+    from stemscale.parallel.blocks import plan_blocks
+    from stemscale.parallel.process import BlockConfig, process_block
+    from stemscale.simulate import simulate_frame
+
+    frame = simulate_frame((512, 512), seed=11, labels=False)
+    spec = plan_blocks((512, 512), (512, 512), 0)[0]
+    atoms, _ = process_block(frame.image, spec, BlockConfig(0.2074, detector="peaks"))
+    res = metal_spacings(atoms, 0.2074, (512, 512), nominal_a_A=3.297)
+    truth = frame.truth[frame.truth["n_atoms"] > 0]
+    pairs = match_points(res.columns[["x_px", "y_px"]].to_numpy(), truth[["x_px", "y_px"]].to_numpy(), 3.0)
+    found = res.columns.iloc[pairs[:, 0]]
+    true = truth.iloc[pairs[:, 1]]
+    assert np.mean(found["sublattice"].to_numpy() == true["site"].to_numpy()) > 0.95
+    heavy = true["defect"].isin(["2Te", "TeSe"]).to_numpy()
+    flagged = found["substituted"].to_numpy()
+    assert flagged[heavy].mean() > 0.6        # most Te-substituted columns are found
+    assert heavy[flagged].mean() > 0.5        # and most flags are real
+    # W-W spacing of the simulated lattice (a = 3.297 Å): the mean is unbiased.
+    assert res.summary["mean_pm"] == pytest.approx(329.7, abs=3 * res.summary["sem_pm"] + 0.3)
