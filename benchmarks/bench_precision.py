@@ -268,6 +268,50 @@ def fitting_bias(seed: int, n_frames: int = 2) -> dict:
             "ww_change_bias_pm": float(cs.spacings()["change_pm"].iloc[3])}
 
 
+def pairs_stage(workdir: Path, single_cs, seed: int, size: int, n_boot: int, client) -> dict:
+    """Pairs of SVs: class averages per configuration and their coupling (field minus superposition)."""
+    from stemscale.average import AveragingConfig, average_classes, detections_from_truth, find_pairs, select_pristine
+    from stemscale.io import open_mosaic
+    from stemscale.simulate import Sample, oscillating_radial_field, simulate_mosaic
+    from stemscale.simulate.mosaic import read_truth
+    from stemscale.strain import MeasureConfig, analyse_class, pair_coupling
+    from stemscale.strain.lattice import fit_lattice
+
+    url = workdir / "pairs.zarr"
+    if not (workdir / "pairs.json").exists():
+        simulate_mosaic(str(url), (size, size), chunks=(512, 512), shards=(2048, 2048), seed=seed + 5,
+                        sample=Sample(concentrations={"SV": 0.03}, displacement_fields={"SV": oscillating_radial_field()}),
+                        dose_e_per_a2=DOSE, overwrite=True)
+        (workdir / "pairs.json").write_text("{}")
+    mosaic = open_mosaic(str(url))
+    truth = read_truth(str(url) + ".truth")
+    det = detections_from_truth(truth, jitter_px=0.5, seed=seed)
+    # lattice vectors of the mosaic from a pristine patch (the simulator's lattice is not used)
+    patch = np.asarray(mosaic.data[:256, :256])
+    lat = fit_lattice(patch, A_WSE2 / PS)
+    pr = find_pairs(det, cls="SV", pixel_size_A=PS, mosaic_shape=mosaic.shape, a1_px=lat.a1, a2_px=lat.a2,
+                    max_separation_A=7.0)
+    xs = truth[(truth["site"] == "X") & (truth["defect"] == "")]
+    pri = select_pristine(xs, det, pixel_size_A=PS, mosaic_shape=mosaic.shape, max_sites=1500, seed=seed)
+    keep = [c for c, n in pr.counts["kept"].items() if n >= 40]
+    table = pd.concat([pr.pairs[pr.pairs["class"].isin(keep)], pri.kept], ignore_index=True)
+    res = average_classes(mosaic, table, config=AveragingConfig(seed=seed), stack_url=str(workdir / "pairs.crops.zarr"))
+    out = {"counts": pr.counts, "configurations": {}}
+    for cls in keep:
+        row = pr.pairs[pr.pairs["class"] == cls].iloc[0]
+        m = (int(row["m1"]), int(row["m2"]))
+        cs = analyse_class(res, cls, config=MeasureConfig(n_boot=n_boot, radius_A=6.0, seed=seed))
+        c = pair_coupling(cs, single_cs, m)
+        t = c["table"]
+        ok = np.isfinite(t["coupling_ux_se_pm"])
+        out["configurations"][cls] = {
+            "separation": m, "n": res.count(cls), "chi_square": c["chi_square"], "dof": c["dof"], "p_value": c["p_value"],
+            "rms_coupling_pm": float(np.sqrt(np.nanmean(t.loc[ok, ["coupling_ux_pm", "coupling_uy_pm"]].to_numpy() ** 2))),
+            "median_se_pm": float(np.nanmedian(t.loc[ok, ["coupling_ux_se_pm", "coupling_uy_se_pm"]].to_numpy())),
+        }
+    return out
+
+
 # ----------------------------------------------------------------------------- stage 6
 def reduction_timing(client, n_small: int, n_large: int, seed: int) -> dict:
     """Time the per-block averaging work and the tree reduction on synthetic crops."""
@@ -342,96 +386,20 @@ def reduction_timing(client, n_small: int, n_large: int, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- figures
 def figures(cs, inj, prec_table, slope, res, outdir: Path, prefix: str) -> list[str]:
-    import matplotlib
+    from stemscale.strain.figures import (class_averages_figure, displacement_map_figure, precision_figure,
+                                          radial_profile_figure)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
-
-    paths = []
-    # class averages
-    fig, ax = plt.subplots(1, 3, figsize=(12, 4.2))
-    sv, pr = res.mean("SV"), res.mean("pristine")
-    for a, img, title in ((ax[0], sv, f"SV class average (N = {res.count('SV')})"),
-                          (ax[1], pr, f"pristine average (N = {res.count('pristine')})"),
-                          (ax[2], sv - pr, "SV - pristine")):
-        if a is ax[2]:
-            lim = float(np.percentile(np.abs(img), 99))
-            im = a.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="upper")
-        else:
-            im = a.imshow(img, cmap="magma", origin="upper")
-        a.set_title(title, fontsize=10)
-        a.set_xticks([]), a.set_yticks([])
-        fig.colorbar(im, ax=a, fraction=0.046)
-    fig.tight_layout()
-    p = outdir / f"{prefix}_class_averages.png"
-    fig.savefig(p, dpi=80)
-    plt.close(fig)
-    paths.append(str(p))
-    # displacement map with arrows and error ellipses
-    cols = cs.columns()
-    fig, ax = plt.subplots(figsize=(7, 7))
-    scale = 1.0 / 4.0  # 4 pm arrow = 1 Å
-    for site, colour in (("M", "tab:blue"), ("X", "tab:orange")):
-        c = cols[cols["site"] == site]
-        ax.scatter(c["x_A"], -c["y_A"], s=10 if site == "M" else 5, color=colour, label="W" if site == "M" else "Se2")
-        ax.quiver(c["x_A"], -c["y_A"], c["ux_pm"] * scale, -c["uy_pm"] * scale, angles="xy", scale_units="xy",
-                  scale=1, color=colour, width=0.004)
-        for _, r in c.iterrows():
-            if np.isfinite(r["ux_se_pm"]):
-                cov = np.array([[r["ux_se_pm"] ** 2, -r["uxy_cov_pm2"]], [-r["uxy_cov_pm2"], r["uy_se_pm"] ** 2]])
-                vals, vecs = np.linalg.eigh(cov)
-                ang = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
-                e = Ellipse((r["x_A"] + r["ux_pm"] * scale, -r["y_A"] - r["uy_pm"] * scale),
-                            2 * 2 * np.sqrt(max(vals[1], 0)) * scale, 2 * 2 * np.sqrt(max(vals[0], 0)) * scale,
-                            angle=ang, fill=False, color=colour, lw=0.8)
-                ax.add_patch(e)
-    ax.scatter([0], [0], marker="x", color="k", s=60, label="SV site")
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (Å)"), ax.set_ylabel("y (Å)")
-    ax.set_title("Displacements vs pristine (arrow: 4 pm = 1 Å; ellipses: 2 s.e.)", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    p = outdir / f"{prefix}_displacement_map.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(str(p))
-    # radial profile vs continuum fit and injected truth
-    sh = cs.shells()
-    sh["truth"] = inj["shell_u_r"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for site, colour, lab in (("M", "tab:blue", "W shells"), ("X", "tab:orange", "Se2 shells")):
-        s = sh[(sh["site"] == site) & (sh["r_A"] > 0)]
-        ax.errorbar(s["r_A"], s["u_r_pm"], yerr=s["u_r_se_pm"], fmt="o", color=colour, capsize=3, ms=4, label=f"{lab} (measured)")
-        ax.plot(s["r_A"], s["truth"], "_", color=colour, ms=14, mew=2, label=f"{lab} (injected truth)")
-    if "M" in cs.continuum:
-        r = np.linspace(1.5, sh["r_A"].max(), 200)
-        cf = cs.continuum["M"]
-        ax.plot(r, cf.predict(r), "k--", lw=1, label=f"continuum u = A/r (W): A = {cf.amplitude_pm_A:.2f} pm·Å, "
-                                                       f"chi2/dof = {cf.reduced_chi_square:.1f}")
-    ax.axhline(0, color="0.7", lw=0.8)
-    ax.set_xlabel("distance from the SV (Å)"), ax.set_ylabel("radial displacement u_r (pm)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = outdir / f"{prefix}_radial_profile.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(str(p))
-    # precision vs N
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.loglog(prec_table["N"], prec_table["se_ww_mean_pm"], "o-", label=f"bootstrap s.e. (slope {slope['slope']:.3f})")
-    ax.loglog(prec_table["N"], prec_table["sigma1_over_sqrtN_pm"], "s--", label="sigma_1 / sqrt(N) (single crops)")
-    pn = np.array(sorted(PAPER["simulated_table"]))
-    ax.loglog(pn, [PAPER["simulated_table"][k] for k in pn], "k:", label="paper: Poisson-limited simulation")
-    ax.loglog([PAPER["sv_n"]], [PAPER["sv_precision_pm"]], "r*", ms=12, label="paper: SV experiment")
-    ax.set_xlabel("N crops"), ax.set_ylabel("s.e. of mean W-W spacing (pm)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = outdir / f"{prefix}_precision_vs_n.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(str(p))
-    return paths
+    ref = {"table": PAPER["simulated_table"], "table_label": "paper: Poisson-limited simulation (3.83 pm / sqrt(N))",
+           "point": (PAPER["sv_n"], PAPER["sv_precision_pm"]), "point_label": "paper: SV experiment"}
+    return [
+        class_averages_figure(res, "SV", outdir / f"{prefix}_class_averages.png"),
+        displacement_map_figure(cs.columns(), outdir / f"{prefix}_displacement_map.png",
+                                title=f"SV (N = {res.count('SV')}): displacements vs pristine "
+                                      "(arrow: 4 pm = 1 Å; ellipses: 2 s.e.)"),
+        radial_profile_figure(cs.shells(), outdir / f"{prefix}_radial_profile.png", continuum=cs.continuum,
+                              truth=inj["shell_u_r"], title="radial displacement around the SV vs injected field"),
+        precision_figure(prec_table, outdir / f"{prefix}_precision_vs_n.png", slope=slope, reference=ref),
+    ]
 
 
 # ----------------------------------------------------------------------------- main
@@ -440,6 +408,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.environ.get("STEMSCALE_BENCH_WORKDIR", "/tmp/stemscale_bench_precision"))
     ap.add_argument("--size", type=int, default=13312, help="edge (px) of the mosaic with the field")
     ap.add_argument("--size-nofield", type=int, default=7168, help="edge (px) of the mosaic without field")
+    ap.add_argument("--size-pairs", type=int, default=6144, help="edge (px) of the mosaic with SV pairs")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--max-pristine", type=int, default=3000)
     ap.add_argument("--budget-frames", type=int, default=6)
@@ -509,6 +478,11 @@ def main(argv=None) -> int:
             print_table(budget["rows"], "error budget (pristine crops; pm)")
             budget["fitting_bias_sv"] = fitting_bias(args.seed)
             log("fitting bias (noiseless SV, no field)", budget["fitting_bias_sv"])
+        pairs = None
+        if "pairs" not in args.skip:
+            log("pairs and coupling")
+            pairs = pairs_stage(workdir, cs_f, args.seed, args.size_pairs, min(args.n_boot, 400), client)
+            log(pairs)
         timing = None
         if "timing" not in args.skip:
             log("reduction timing")
@@ -516,15 +490,11 @@ def main(argv=None) -> int:
             log(timing)
         figs = figures(cs_f, inj_f, prec, slope, res_f, RESULTS_DIR, "bench_precision")
         # summary.json of the run (every number with its error)
-        summary = {
-            "averaging": res_f.summary(),
-            "strain": cs_f.to_dict(),
-            "truth_comparison": comp.to_dict(orient="records"),
-            "precision_vs_n": prec.to_dict(orient="records"),
-            "slope": slope, "single_crop": spread, "poisson_ideal": ideal,
-            "nofield": nofield, "error_budget": budget,
-        }
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json))
+        from stemscale.strain.report import write_summary
+
+        write_summary(workdir / "summary.json", res_f, {"SV": cs_f}, extra={
+            "truth_comparison": comp, "precision_vs_n": prec, "slope": slope, "single_crop": spread,
+            "poisson_ideal": ideal, "nofield": nofield, "error_budget": budget, "pairs": pairs, "timing": timing})
     finally:
         client.close()
         cluster.close()
@@ -573,7 +543,7 @@ def main(argv=None) -> int:
         "precision_vs_n": prec.to_dict(orient="records"), "slope": slope,
         "single_crop_sigma1": spread, "poisson_ideal": ideal,
         "continuum": {k: v.to_dict() for k, v in cs_f.continuum.items()},
-        "nofield": nofield, "error_budget": budget, "reduction_timing": timing,
+        "nofield": nofield, "error_budget": budget, "pairs": pairs, "reduction_timing": timing,
         "figures": [os.path.relpath(p, RESULTS_DIR.parent.parent) for p in figs],
         "total_seconds": time.perf_counter() - t_start,
     }

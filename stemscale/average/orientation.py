@@ -87,19 +87,40 @@ class OrientationCheck:
     score_inverted: np.ndarray
 
 
-def _best_correlation(stack: np.ndarray, reference: np.ndarray, max_shift_px: float) -> np.ndarray:
-    h, w = reference.shape
+def _peak_correlations(stack: np.ndarray, refs: list[np.ndarray], max_shift_px: float,
+                       period_px: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """Normalised cross-correlation peaks (integer lags within ``max_shift_px``) with each reference,
+    and the lattice angle, from one FFT per crop."""
+    import scipy.fft as sfft
+
+    h, w = refs[0].shape
     win = registration_window((h, w), edge_px=12.0)
     wsum = win.sum()
-    ref = (reference - (reference * win).sum() / wsum) * win
     mov = (stack - ((stack * win).sum(axis=(1, 2)) / wsum)[:, None, None]) * win
-    shifts = cross_correlation_shifts(mov, ref, upsample=4, max_shift_px=max_shift_px)
-    from .registration import _fourier_shift
+    fm = sfft.fft2(mov, axes=(-2, -1))
+    norm_m = np.sqrt(np.einsum("nij,nij->n", mov, mov))
+    sy = np.abs(np.fft.fftfreq(h, 1.0 / h))[:, None]
+    sx = np.abs(np.fft.fftfreq(w, 1.0 / w))[None, :]
+    allowed = (sy <= max_shift_px) & (sx <= max_shift_px)
+    out = []
+    for ref in refs:
+        r = (ref - (ref * win).sum() / wsum) * win
+        corr = sfft.ifft2(sfft.fft2(r)[None] * np.conj(fm), axes=(-2, -1)).real
+        peak = np.where(allowed[None], corr, -np.inf).reshape(len(stack), -1).max(axis=1)
+        out.append(peak / (norm_m * np.sqrt(np.sum(r * r)) + 1e-300))
+    return out, _angle_from_spectrum(np.abs(fm) ** 2, period_px)
 
-    moved = _fourier_shift(stack, shifts)
-    moved = (moved - ((moved * win).sum(axis=(1, 2)) / wsum)[:, None, None]) * win
-    num = np.einsum("nij,ij->n", moved, ref)
-    return num / np.sqrt(np.einsum("nij,nij->n", moved, moved) * np.sum(ref**2) + 1e-300)
+
+def _angle_from_spectrum(power: np.ndarray, period_px: float, width: float = 0.15) -> np.ndarray:
+    n, h, w = power.shape
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.fftfreq(w)[None, :]
+    k = np.hypot(kx, ky)
+    k0 = 2.0 / (np.sqrt(3.0) * float(period_px))
+    ring = np.abs(k - k0) < width * k0
+    theta = np.arctan2(ky, kx)
+    z = (power * ring * np.exp(6j * theta)).sum(axis=(1, 2))
+    return (np.degrees(np.angle(z)) / 6.0 - 30.0 + 30.0) % 60.0 - 30.0
 
 
 def check_orientation(
@@ -135,18 +156,20 @@ def check_orientation(
     if stack.ndim != 3 or stack.shape[-1] < c:
         raise InputError(f"crops {stack.shape} do not cover the reference {ref.shape}")
     if stack.shape[-1] > c:
-        inv_stack = central(rot180(stack), c)
         stack = central(stack, c)
-    else:
-        inv_stack = rot180(stack)
     ref_angle = lattice_angle(ref, period_px) if reference_angle_deg is None else float(reference_angle_deg)
-    angles = lattice_angle(stack, period_px)
+    # One FFT per crop: correlation with the reference and with the reference rotated by 180
+    # degrees (the same as correlating the rotated crop with the reference), and the lattice angle.
+    (same, inv), angles = _peak_correlations(stack, [ref, _rot180_about_centre(ref)], max_shift_px, period_px)
     diff = (angles - ref_angle + 30.0) % 60.0 - 30.0
-    same = _best_correlation(stack, ref, max_shift_px)
-    inv = _best_correlation(inv_stack, ref, max_shift_px)
     status = np.where(inv > same, "inverted", "same").astype(object)
     status[np.abs(diff) > angle_tolerance_deg] = "rotated"
     return OrientationCheck(status=status, angle_deg=angles, score_same=same, score_inverted=inv)
+
+
+def _rot180_about_centre(image: np.ndarray) -> np.ndarray:
+    """A (c, c) image rotated by 180 degrees about pixel c // 2 (the first row/column repeat the edge)."""
+    return rot180(image[None])[0]
 
 
 def map_orientation(stack: np.ndarray, status: np.ndarray) -> np.ndarray:

@@ -66,8 +66,12 @@ def _fourier_shift(stack: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     ky = np.fft.fftfreq(h)[:, None]
     kx = np.fft.rfftfreq(w)[None, :]
     f = sfft.rfft2(stack, axes=(-2, -1))
-    phase = np.exp(-2j * np.pi * (shifts[:, 0, None, None] * ky + shifts[:, 1, None, None] * kx))
-    return sfft.irfft2(f * phase, s=(h, w), axes=(-2, -1))
+    # separable phase ramp: exponentials on the two axes only, then one product
+    ey = np.exp(-2j * np.pi * shifts[:, 0, None] * ky[None, :, 0])      # (n, h)
+    ex = np.exp(-2j * np.pi * shifts[:, 1, None] * kx[None, 0, :])      # (n, w // 2 + 1)
+    f *= ey[:, :, None]
+    f *= ex[:, None, :]
+    return sfft.irfft2(f, s=(h, w), axes=(-2, -1))
 
 
 def apply_shifts(stack: np.ndarray, shifts: Any, *, crop: int | None = None,

@@ -85,3 +85,31 @@ def test_bootstrap_errors_and_summary(noiseless_field_average):
 
     json.dumps(d, default=float)
     assert d["n_class"] == res.count("SV") and "M" in d["continuum"]
+
+
+def test_summary_json_and_figures(noiseless_field_average, tmp_path):
+    import json
+
+    from stemscale.strain.figures import (class_averages_figure, displacement_map_figure, precision_figure,
+                                          radial_profile_figure)
+    from stemscale.strain.report import write_summary
+
+    f, res, _, _ = noiseless_field_average
+    cs = analyse_class(res, "SV", config=MeasureConfig(n_boot=30))
+    path = write_summary(tmp_path / "summary.json", res, {"SV": cs}, extra={"note": "test"})
+    rec = json.loads(open(path).read())
+    assert rec["classes"]["SV"]["n_class"] == res.count("SV")
+    mean = [r for r in rec["classes"]["SV"]["ww_spacing"] if r["bond"] == "mean"][0]
+    assert mean["class_se_pm"] is not None and mean["class_se_pm"] > 0
+    assert {"u_r_pm", "u_r_se_pm"} <= set(rec["classes"]["SV"]["shells"][1])
+    assert rec["averaging"]["classes"]["SV"]["averaged"] == res.count("SV") and rec["note"] == "test"
+    pngs = [
+        class_averages_figure(res, "SV", tmp_path / "a.png"),
+        displacement_map_figure(cs.columns(), tmp_path / "b.png"),
+        radial_profile_figure(cs.shells(), tmp_path / "c.png", continuum=cs.continuum),
+        precision_figure(pd.DataFrame({"N": [10, 20, 40], "se_ww_mean_pm": [1.0, 0.7, 0.5]}), tmp_path / "d.png",
+                         slope={"slope": -0.5, "slope_se": 0.01}),
+    ]
+    for p in pngs:
+        with open(p, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
