@@ -84,7 +84,11 @@ def build_report(record: dict[str, Any], summary: dict[str, Any], notes: list[st
         if not data:
             continue
         blocks.append(("h2", f"Results: {name}"))
-        blocks.append(("table", [(k, _fmt(v)) for k, v in flatten(data)]))
+        flat, matrices = _split_matrices(data)
+        if flat:
+            blocks.append(("table", [(k, _fmt(v)) for k, v in flatten(flat)]))
+        for title, columns, rows in matrices:
+            blocks.append(("matrix", (title, columns, rows)))
     all_notes = list(notes) + list(extra_notes or [])
     if all_notes:
         blocks.append(("h2", "Notes"))
@@ -95,6 +99,39 @@ def build_report(record: dict[str, Any], summary: dict[str, Any], notes: list[st
             blocks.append(("img", Path(fig).relative_to(folder).as_posix()))
     blocks.append(("p", f"Full configuration and provenance: `run.json`. Numbers: `summary.json`."))
     return blocks
+
+
+def _rows_of(value: Any) -> list[tuple[str, dict]] | None:
+    """Rows of a table-like value: a dict or list of >= 2 flat dicts sharing their keys."""
+    if isinstance(value, dict) and len(value) >= 2 and all(isinstance(v, dict) for v in value.values()):
+        rows = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list) and 2 <= len(value) <= 50 and all(isinstance(v, dict) for v in value):
+        rows = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return None
+    keys = [set(v) for _, v in rows]
+    flat = all(not isinstance(x, (dict, list)) for _, v in rows for x in v.values())
+    return rows if flat and all(k == keys[0] for k in keys) else None
+
+
+def _split_matrices(data: dict[str, Any], prefix: str = ""):
+    """Separate table-like entries (per class, per site, per direction) from the rest."""
+    flat: dict[str, Any] = {}
+    matrices: list[tuple[str, list[str], list[list[Any]]]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        rows = _rows_of(value)
+        if rows is not None:
+            columns = list(rows[0][1])
+            matrices.append((name, columns, [[label, *(r[c] for c in columns)] for label, r in rows]))
+        elif isinstance(value, dict):
+            sub_flat, sub_matrices = _split_matrices(value, f"{name}.")
+            if sub_flat:
+                flat[key] = sub_flat
+            matrices.extend(sub_matrices)
+        else:
+            flat[key] = value
+    return flat, matrices
 
 
 def render_markdown(blocks: list[tuple[str, Any]]) -> str:
@@ -112,6 +149,12 @@ def render_markdown(blocks: list[tuple[str, Any]]) -> str:
             rows = ["| item | value |", "| --- | --- |"]
             rows += [f"| {k} | {_fmt(v).replace('|', '/')} |" for k, v in content]
             out.append("\n".join(rows) + "\n")
+        elif kind == "matrix":
+            title, columns, rows = content
+            lines = [f"**{title}**\n", "| " + " | ".join(["", *columns]) + " |",
+                     "| " + " | ".join(["---"] * (len(columns) + 1)) + " |"]
+            lines += ["| " + " | ".join(_fmt(v).replace("|", "/") for v in row) + " |" for row in rows]
+            out.append("\n".join(lines) + "\n")
         elif kind == "img":
             out.append(f"![{Path(content).stem}]({content})\n")
     return "\n".join(out)
@@ -130,6 +173,12 @@ def render_html(blocks: list[tuple[str, Any]]) -> str:
         elif kind == "table":
             rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in content)
             body.append(f"<table>{rows}</table>")
+        elif kind == "matrix":
+            title, columns, rows = content
+            head = "".join(f"<th>{esc(str(c))}</th>" for c in ["", *columns])
+            cells = "".join("<tr>" + "".join(f"<td>{esc(_fmt(v))}</td>" for v in row) + "</tr>"
+                            for row in rows)
+            body.append(f"<p><b>{esc(title)}</b></p><table><tr>{head}</tr>{cells}</table>")
         elif kind == "img":
             body.append(f'<figure><img src="{esc(content)}" alt="{esc(Path(content).stem)}">'
                         f"<figcaption>{esc(Path(content).stem)}</figcaption></figure>")

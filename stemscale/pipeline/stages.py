@@ -106,8 +106,12 @@ def stage_simulate(ctx: Context) -> dict[str, Any]:
     ctx.mosaic_url, ctx.truth_url, ctx.material = url, truth_url_for(url), s.material
     summary: dict[str, Any] = {}
     if _mosaic_complete(url) and Path(ctx.truth_url).exists():
+        from ..io import open_mosaic_group
+
         ctx.console.print(f"mosaic already simulated: {url}")
+        made = open_mosaic_group(url).attrs.get("stemscale", {}).get("summary", {})
         summary["reused"] = True
+        summary["truth"] = {k: made[k] for k in ("columns", "species", "defects") if k in made}
     else:
         sample_kw: dict[str, Any] = {"material": s.material,
                                      "min_defect_spacing_A": s.min_defect_spacing_A,
@@ -120,10 +124,10 @@ def stage_simulate(ctx: Context) -> dict[str, Any]:
                                sample=Sample(**sample_kw), dose_e_per_a2=s.dose_e_per_a2,
                                overwrite=True, progress=ctx.progress)
         summary["truth"] = {k: made[k] for k in ("columns", "species", "defects") if k in made}
-        if "species" in summary["truth"]:  # an empty column (vacancy) has species ""
-            summary["truth"]["species"] = {(k or "(empty)"): v
-                                           for k, v in summary["truth"]["species"].items()}
         summary["seconds"] = made.get("seconds")
+    if "species" in summary.get("truth", {}):  # an empty column (vacancy) has species ""
+        summary["truth"]["species"] = {(k or "(empty)"): v
+                                       for k, v in summary["truth"]["species"].items()}
     summary.update(_describe_mosaic(ctx))
     return summary
 
