@@ -97,7 +97,7 @@ def build_report(record: dict[str, Any], summary: dict[str, Any], notes: list[st
         blocks.append(("h2", "Figures"))
         for fig in figures:
             blocks.append(("img", Path(fig).relative_to(folder).as_posix()))
-    blocks.append(("p", f"Full configuration and provenance: `run.json`. Numbers: `summary.json`."))
+    blocks.append(("p", "Full configuration and provenance: `run.json`. Numbers: `summary.json`."))
     return blocks
 
 

@@ -107,28 +107,29 @@ def open_cluster(section: ClusterSection) -> Iterator[tuple[Any, dict[str, Any]]
 
     kind = section.kind
     cluster = None
+    extra = dict(section.options)
+    wait = float(extra.pop("wait_seconds", 600))  # for workers of batch / cloud clusters
     if kind == "local":
-        options = {"threads_per_worker": section.threads_per_worker, **section.options}
+        options = {"threads_per_worker": section.threads_per_worker, **extra}
         if section.workers:
             options["n_workers"] = section.workers
         if section.memory_limit:
             options["memory_limit"] = section.memory_limit
         cluster = make_cluster("local", **options)
     elif kind == "cuda":
-        cluster = make_cluster("cuda", **section.options)
+        cluster = make_cluster("cuda", **extra)
     elif kind == "slurm":
-        cluster = make_cluster("slurm", **_jobqueue_options(section.options))
+        cluster = make_cluster("slurm", **_jobqueue_options(extra))
         cluster.scale(jobs=section.jobs)
     elif kind == "kubernetes":
-        cluster = make_cluster("kubernetes", **{"n_workers": section.jobs, **section.options})
+        cluster = make_cluster("kubernetes", **{"n_workers": section.jobs, **extra})
     if cluster is not None:
         client = Client(cluster)
     else:
         client = connect(kind)
     try:
         if kind in ("slurm", "kubernetes") or cluster is None:
-            client.wait_for_workers(1, timeout=section.options.get("wait_seconds", 600)
-                                    if cluster is not None else 600)
+            client.wait_for_workers(1, timeout=wait)
         info = {"kind": kind, "scheduler": client.scheduler.address,
                 "dashboard": client.dashboard_link,
                 "workers": len(client.scheduler_info().get("workers", {}))}

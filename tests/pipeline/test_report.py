@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from stemscale.pipeline.report import build_report, flatten, render_html, render_markdown, write_report
+from stemscale.pipeline.report import build_report, flatten, render_markdown, write_report
 
 RECORD = {"kind": "demo", "version": "0.1.0", "config": {"name": "t", "description": "a test"},
           "config_sha256": "ab" * 32, "git": None, "stages": {"find": {"status": "done", "seconds": 1.5},
