@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from ..classes import DEFECT_CLASSES
 from ..errors import InputError
 
 __all__ = ["SpacingResult", "classify_sublattices", "lattice_constant_px", "metal_spacings",
@@ -249,6 +250,10 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
         z[is_x] = robust_z(bright[is_x])
     cols["chalcogen_z"] = z
     cols["substituted"] = is_x & (np.nan_to_num(z) > substitution_threshold)
+    # Columns the FCN classified as defects (label = a defect class) count as well.
+    labels = cols["label"].astype(str).to_numpy() if "label" in cols else np.full(len(cols), "")
+    cols.loc[is_x & np.isin(labels, ["2Te", "TeSe"]), "substituted"] = True
+    defect_labelled = np.isin(labels, list(DEFECT_CLASSES))
 
     # Metal columns missing a neighbour (vacancy, hole, contamination) mark a defect too.
     m_idx = np.flatnonzero(is_m)
@@ -262,7 +267,8 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
     inner = ((m_xy[:, 0] > margin) & (m_xy[:, 0] < w - 1 - margin)
              & (m_xy[:, 1] > margin) & (m_xy[:, 1] < h - 1 - margin))
     under = m_idx[inner & (degree < 6)]
-    bad = np.concatenate([np.flatnonzero(cols["substituted"].to_numpy()), np.flatnonzero(~good), under])
+    bad = np.concatenate([np.flatnonzero(cols["substituted"].to_numpy()), np.flatnonzero(~good), under,
+                          np.flatnonzero(defect_labelled)])
     pristine = is_m.copy()
     if len(bad):
         near = cKDTree(xy_all[bad]).query_ball_point(m_xy, exclude_radius_A / ps)

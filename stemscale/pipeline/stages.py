@@ -323,6 +323,8 @@ def stage_spacing(ctx: Context) -> dict[str, Any]:
         translation_angstrom=tuple(ctx.translation), exclude_radius_A=s.exclude_radius_A,
         substitution_threshold=s.substitution_threshold, tolerance=s.tolerance, edge_A=s.edge_A,
         nominal_a_A=spec.a if spec else None, metal_brighter=ctx.material != "MoSe2",
+        # the peak detector's score is a local contrast; the FCN's is a probability
+        brightness="score" if ctx.detector == "peaks" else "amplitude",
     )
     result.columns.to_parquet(ctx.path / "columns_classified.parquet", index=False)
     result.bonds.to_csv(ctx.path / "metal_bonds.csv", index=False)
