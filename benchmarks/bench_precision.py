@@ -188,9 +188,12 @@ def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
     from stemscale.strain import MeasureConfig, StrainGeometry, bootstrap_positions, measure_average, single_crop_spread
 
     rows = []
+    # each frame of a distorted condition draws its own distortion (as successive frames of a session)
     conds = {
         "poisson": dict(distortions=None, noisy=True),
-        "poisson+scan": dict(distortions=Distortions(shear=0.01, scale_x=0.01, scale_y=-0.01, jitter_px=0.5), noisy=True),
+        "poisson+jitter": dict(distortions=lambda k: Distortions(jitter_px=0.5), noisy=True),
+        "poisson+drift": dict(distortions=lambda k: Distortions.random(seed + k, jitter_px=0.0), noisy=True),
+        "poisson+drift+jitter": dict(distortions=lambda k: Distortions.random(seed + k, jitter_px=0.5), noisy=True),
         "noiseless": dict(distortions=None, noisy=False),
     }
     for name, cond in conds.items():
@@ -198,9 +201,7 @@ def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
         tables = []
         images = []
         for k in range(n_frames):
-            d = cond["distortions"]
-            if d is not None:
-                d = Distortions.random(seed + k, jitter_px=0.5)
+            d = cond["distortions"](k) if cond["distortions"] is not None else None
             f = simulate_frame((1024, 1024), sample=Sample(concentrations={}, rotation_deg=0.0), seed=seed + 100 + k,
                                distortions=d, dose_e_per_a2=DOSE, labels=False)
             img = f.image if cond["noisy"] else f.expected
@@ -210,6 +211,7 @@ def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
             tables.append(pri.kept)
         # one "mosaic" per frame: average each separately and pool the stacks through one run per frame
         url = workdir / f"budget_{name.replace('+', '_')}.crops.zarr"
+        distortion_record = [cond["distortions"](k).to_dict() for k in range(n_frames)] if cond["distortions"] else None
         mosaic = np.concatenate(images, axis=1)
         table = pd.concat([t.assign(cx_px=t["cx_px"] + 1024 * i) for i, t in enumerate(tables)], ignore_index=True)
         res = average_classes(mosaic, table, pixel_size_A=PS, chunks=(1024, 1024), stack_url=str(url),
@@ -236,6 +238,10 @@ def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
             "mean_ww_pm": float(main["ww_mean_def"]),
             "mean_ww_bias_pm": float(main["ww_mean_def"]) - A_WSE2 * 100,
         })
+        rows[-1]["anisotropy_fast_minus_slow_pm"] = rows[-1]["sigma1_bond_d1_fast_pm"] - 0.5 * (
+            rows[-1]["sigma1_bond_d2_pm"] + rows[-1]["sigma1_bond_d3_pm"])
+        if distortion_record:
+            rows[-1]["distortions"] = distortion_record
     return {"rows": rows}
 
 
@@ -475,7 +481,8 @@ def main(argv=None) -> int:
         if "budget" not in args.skip:
             log("error budget")
             budget = error_budget(workdir, args.seed, args.budget_frames)
-            print_table(budget["rows"], "error budget (pristine crops; pm)")
+            print_table([{k: v for k, v in r.items() if k != "distortions"} for r in budget["rows"]],
+                        "error budget (pristine crops; pm; d1 is the W-W bond along x, the fast scan)")
             budget["fitting_bias_sv"] = fitting_bias(args.seed)
             log("fitting bias (noiseless SV, no field)", budget["fitting_bias_sv"])
         pairs = None

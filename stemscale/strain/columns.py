@@ -17,8 +17,9 @@ noisy simulated class averages (vacancy in WSe2, 20.74 pm/px):
 * ``"smoothed"`` (default): neighbours keep their own fitted positions but
   take the median amplitude and widths of their sublattice, except the
   columns of the defect core (within ``core_radius_px`` of the centre),
-  which keep their own.  Bias close to ``"gaussian"`` and scatter close to
-  ``"none"``.
+  which keep their own amplitude.  Bias close to ``"gaussian"`` and
+  scatter close to ``"none"``; refits rescale the core's tail with its
+  refitted amplitude, so bootstrap errors include that noise.
 
 A disc-shaped window (``window_radius_px``, as zero weights in the square)
 and inverse-variance weights (``variance``, from the class accumulator)
@@ -65,6 +66,11 @@ class ColumnFit:
         Fit settings and the image shape.
     weights
         ``(n, h * w)`` least-squares weights, or ``None``.
+    core_index, core_offsets, core_amplitude
+        The defect-core columns, their parts ``(n_core, n, h * w)`` of the
+        offsets and the amplitudes they were rendered with: a refit scales
+        each part by the core column's refitted amplitude, so the bootstrap
+        carries the noise of the dim defect column into its neighbours.
     """
 
     table: pd.DataFrame
@@ -76,6 +82,9 @@ class ColumnFit:
     estimator: str
     shape: tuple[int, int]
     weights: np.ndarray | None = None
+    core_index: np.ndarray | None = None
+    core_offsets: np.ndarray | None = None
+    core_amplitude: np.ndarray | None = None
 
     @property
     def xy(self) -> np.ndarray:
@@ -116,6 +125,19 @@ class ColumnFit:
         res = fit_batch(d.reshape(B * n, m), np.ascontiguousarray(init), model=self.model,
                         estimator=self.estimator, offset=np.ascontiguousarray(off), weights=wts,
                         window_shape=(self.window, self.window), max_iterations=max_iterations).to_numpy()
+        if self.core_index is not None and len(self.core_index):
+            # the defect column's own amplitude in each image sets its tail in its neighbours' windows
+            from ..fit.models import get_model
+
+            amp = res.parameters.reshape(B, n, -1)[:, self.core_index, get_model(self.model).amplitude_index]
+            scale = amp / self.core_amplitude[None, :]
+            scale = np.where(np.isfinite(scale), scale, 1.0)                           # (B, n_core)
+            delta = np.einsum("bk,knm->bnm", scale - 1.0, self.core_offsets)            # (B, n, m)
+            off_b = off.reshape(B, n, m) + delta
+            res = fit_batch(d.reshape(B * n, m), np.ascontiguousarray(res.parameters), model=self.model,
+                            estimator=self.estimator, offset=np.ascontiguousarray(off_b.reshape(B * n, m)),
+                            weights=wts, window_shape=(self.window, self.window),
+                            max_iterations=max_iterations).to_numpy()
         p = res.parameters.reshape(B, n, -1)
         ok = (res.states.reshape(B, n) <= 1) & np.isfinite(p[..., 1]) & np.isfinite(p[..., 2])
         xy = np.stack([p[..., 1] + self.origins[None, :, 0], p[..., 2] + self.origins[None, :, 1]], axis=-1)
@@ -149,8 +171,8 @@ def window_weights(pos: np.ndarray, window: int, shape: tuple[int, int], radius:
     return w
 
 
-def _smoothed_offsets(shape, pos, params, origins, states, model, window, sites, core) -> np.ndarray:
-    """Neighbour tails: own positions, sublattice-median amplitude and widths (own ones in the core)."""
+def _render_windows(shape, rend, model, pos, origins, window, include) -> np.ndarray:
+    """For every window, the sum of the rendered peaks ``include`` minus the window's own peak."""
     import array_api_compat.numpy as xp
 
     from ..fit import extract_windows, render_peaks
@@ -158,26 +180,7 @@ def _smoothed_offsets(shape, pos, params, origins, states, model, window, sites,
 
     m = model
     n = len(pos)
-    good = (states <= 1) & np.isfinite(params).all(axis=1)
-    glob = params.copy()
-    glob[:, m.x_index] += origins[:, 0]
-    glob[:, m.y_index] += origins[:, 1]
-    rend = glob.copy()
-    shape_idx = [m.amplitude_index, *m.sigma_indices]
-    for sub in np.unique(sites):
-        member = sites == sub
-        sel = member & ~core & good
-        if not sel.any():
-            sel = member & good
-        if not sel.any():
-            continue
-        med = np.median(glob[sel][:, shape_idx], axis=0)
-        fix = member & (~core | ~good)
-        rend[np.ix_(fix, shape_idx)] = med
-    # failed fits: render at their start position
-    rend[~good, m.x_index] = pos[~good, 0]
-    rend[~good, m.y_index] = pos[~good, 1]
-    ok = np.isfinite(rend).all(axis=1)
+    ok = include & np.isfinite(rend).all(axis=1)
     canvas = render_peaks(shape, np.where(ok[:, None], rend, 0.0), m, 3 * window, include=ok)
     around, _, _ = extract_windows(canvas, pos, window)
     own = rend.copy()
@@ -189,6 +192,44 @@ def _smoothed_offsets(shape, pos, params, origins, states, model, window, sites,
     f, _ = evaluate(xp, m, own, (window, window), jacobian=False)
     f = np.where(ok[:, None], f, 0.0)
     return around.reshape(n, -1) - f
+
+
+def _smoothed_offsets(shape, pos, params, origins, states, model, window, sites, core):
+    """Neighbour tails: own positions, sublattice-median amplitude and widths.
+
+    Columns of the defect core keep their own amplitude (a vacancy's column
+    is dimmer) but take their sublattice's median widths: the probe is the
+    same for every column, and the widths of a dim column fitted on its
+    own are the noisiest numbers of the fit.
+
+    Returns the total offsets ``(n, m)``, the part of them due to each core
+    column ``(n_core, n, m)`` and the core columns' rendered amplitudes.
+    """
+    m = model
+    good = (states <= 1) & np.isfinite(params).all(axis=1)
+    glob = params.copy()
+    glob[:, m.x_index] += origins[:, 0]
+    glob[:, m.y_index] += origins[:, 1]
+    rend = glob.copy()
+    for sub in np.unique(sites):
+        member = sites == sub
+        sel = member & ~core & good
+        if not sel.any():
+            sel = member & good
+        if not sel.any():
+            continue
+        med = np.median(glob[sel], axis=0)
+        fix = member & (~core | ~good)
+        rend[np.ix_(fix, [m.amplitude_index])] = med[m.amplitude_index]
+        rend[np.ix_(member, list(m.sigma_indices))] = med[list(m.sigma_indices)]
+    # failed fits: render at their start position
+    rend[~good, m.x_index] = pos[~good, 0]
+    rend[~good, m.y_index] = pos[~good, 1]
+    total = _render_windows(shape, rend, m, pos, origins, window, np.ones(len(pos), bool))
+    core_idx = np.flatnonzero(core)
+    parts = np.stack([_render_windows(shape, rend, m, pos, origins, window, np.arange(len(pos)) == k)
+                      for k in core_idx]) if len(core_idx) else np.zeros((0,) + total.shape)
+    return total, parts, rend[core_idx, m.amplitude_index]
 
 
 def fit_columns(
@@ -269,7 +310,9 @@ def fit_columns(
             r = sites["r_px"].to_numpy(dtype=float) if "r_px" in sites.columns else np.full(n, np.inf)
             core = r <= core_radius_px
             for _ in range(rounds):
-                offsets = _smoothed_offsets(img.shape, pos, params, wf.origins_xy, states, m, int(window), sub, core)
+                offsets, core_parts, core_amp = _smoothed_offsets(img.shape, pos, params, wf.origins_xy, states, m,
+                                                                  int(window), sub, core)
+                core_idx = np.flatnonzero(core)
                 res = fit_batch(wf.windows, np.ascontiguousarray(first), model=m, estimator=estimator,
                                 offset=np.ascontiguousarray(offsets), **kw).to_numpy()
                 params = np.asarray(res.parameters, dtype=np.float64)
@@ -286,5 +329,8 @@ def fit_columns(
     table["amplitude"] = params[:, m.amplitude_index]
     table["state"] = states.astype(np.int8)
     table.loc[states > 1, ["x_fit", "y_fit"]] = np.nan
-    return ColumnFit(table, np.asarray(wf.origins_xy, dtype=np.int64), offsets.reshape(n, window, window),
-                     params, int(window), m.name, estimator, img.shape, weights)
+    out = ColumnFit(table, np.asarray(wf.origins_xy, dtype=np.int64), offsets.reshape(n, window, window),
+                    params, int(window), m.name, estimator, img.shape, weights)
+    if neighbour_model == "smoothed" and rounds and len(core_idx):
+        out.core_index, out.core_offsets, out.core_amplitude = core_idx, core_parts, core_amp
+    return out

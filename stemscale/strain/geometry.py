@@ -62,7 +62,9 @@ class StrainGeometry:
     shell
         Shell id of every matched site; ``shells`` describes them.
     ww
-        ``(3, 2)`` site pairs of the first metal shell (the W-W triangle around the defect).
+        ``(3, 2)`` site pairs of the first metal shell (the W-W triangle around
+        the defect), from the bond closest to the x (fast-scan) direction to
+        the one closest to y.
     bonds
         ``(nb, 2)`` metal-metal nearest-neighbour pairs.
     triangles
@@ -111,6 +113,10 @@ class StrainGeometry:
         mi = np.flatnonzero(metal)
         first = mi[np.argsort(s["r_px"].to_numpy()[mi], kind="stable")[:3]]
         ww = np.array([[first[0], first[1]], [first[0], first[2]], [first[1], first[2]]])
+        # order the bonds from the most horizontal (fast scan, x) to the most vertical
+        ideal = s[["dx_px", "dy_px"]].to_numpy()
+        bv = ideal[ww[:, 1]] - ideal[ww[:, 0]]
+        ww = ww[np.argsort(np.abs(bv[:, 1]) / np.hypot(bv[:, 0], bv[:, 1]), kind="stable")]
         # metal nearest-neighbour bonds and triangles (from ideal positions)
         pts = s[["dx_px", "dy_px"]].to_numpy()[mi]
         from scipy.spatial import Delaunay, cKDTree
