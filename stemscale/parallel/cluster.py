@@ -20,13 +20,17 @@ CLUSTER_KINDS = ("local", "cuda", "slurm", "kubernetes")
 
 
 def worker_thread_env(threads: int = 1) -> dict[str, str]:
-    """Environment that stops torch/BLAS/OpenMP from oversubscribing a worker's cores."""
+    """Environment that stops torch/BLAS/OpenMP from oversubscribing a worker's cores.
+
+    distributed's Nanny also applies it to the client process, so it must not
+    hold NUMBA_NUM_THREADS (numba refuses a change once its threads run); block
+    tasks cap numba's threads with ``numba.set_num_threads`` instead.
+    """
     value = str(max(1, int(threads)))
     return {
         "OMP_NUM_THREADS": value,
         "MKL_NUM_THREADS": value,
         "OPENBLAS_NUM_THREADS": value,
-        "NUMBA_NUM_THREADS": value,
         "STEMSCALE_TORCH_THREADS": value,
     }
 

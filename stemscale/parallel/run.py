@@ -109,10 +109,24 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _limit_numba_threads() -> None:
+    """Keep numba's parallel kernels to the worker's share of the cores."""
+    wanted = os.environ.get("STEMSCALE_TORCH_THREADS")
+    if not wanted:
+        return
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(wanted), numba.config.NUMBA_NUM_THREADS)))
+    except (ImportError, ValueError):
+        pass
+
+
 def _block_task(url: str, spec: BlockSpec, config: BlockConfig, out: str,
                 storage_options: dict | None) -> dict[str, Any]:
     """Process one block and write its parts; returns a small status record."""
     t0 = time.perf_counter()
+    _limit_numba_threads()
     window = read_block_window(url, spec, storage_options)
     atoms, defects = process_block(window, spec, config)
     root = Path(out)
