@@ -274,9 +274,10 @@ def fitting_bias(seed: int, n_frames: int = 2) -> dict:
             "ww_change_bias_pm": float(cs.spacings()["change_pm"].iloc[3])}
 
 
-def pairs_stage(workdir: Path, single_cs, seed: int, size: int, n_boot: int, client) -> dict:
+def pairs_stage(workdir: Path, seed: int, size: int, n_boot: int, client) -> dict:
     """Pairs of SVs: class averages per configuration and their coupling (field minus superposition)."""
-    from stemscale.average import AveragingConfig, average_classes, detections_from_truth, find_pairs, select_pristine
+    from stemscale.average import (AveragingConfig, average_classes, detections_from_truth, find_pairs, screen_defects,
+                                   select_pristine)
     from stemscale.io import open_mosaic
     from stemscale.simulate import Sample, oscillating_radial_field, simulate_mosaic
     from stemscale.simulate.mosaic import read_truth
@@ -299,10 +300,13 @@ def pairs_stage(workdir: Path, single_cs, seed: int, size: int, n_boot: int, cli
                     max_separation_A=7.0)
     xs = truth[(truth["site"] == "X") & (truth["defect"] == "")]
     pri = select_pristine(xs, det, pixel_size_A=PS, mosaic_shape=mosaic.shape, max_sites=1500, seed=seed)
+    # isolated singles of the same mosaic: the same environment of neighbouring vacancies as the pairs
+    singles = screen_defects(det, pixel_size_A=PS, mosaic_shape=mosaic.shape).kept
     keep = [c for c, n in pr.counts["kept"].items() if n >= 40]
-    table = pd.concat([pr.pairs[pr.pairs["class"].isin(keep)], pri.kept], ignore_index=True)
+    table = pd.concat([pr.pairs[pr.pairs["class"].isin(keep)], singles, pri.kept], ignore_index=True)
     res = average_classes(mosaic, table, config=AveragingConfig(seed=seed), stack_url=str(workdir / "pairs.crops.zarr"))
-    out = {"counts": pr.counts, "configurations": {}}
+    single_cs = analyse_class(res, "SV", config=MeasureConfig(n_boot=n_boot, seed=seed))
+    out = {"counts": pr.counts, "n_singles": res.count("SV"), "configurations": {}}
     for cls in keep:
         row = pr.pairs[pr.pairs["class"] == cls].iloc[0]
         m = (int(row["m1"]), int(row["m2"]))
@@ -488,7 +492,7 @@ def main(argv=None) -> int:
         pairs = None
         if "pairs" not in args.skip:
             log("pairs and coupling")
-            pairs = pairs_stage(workdir, cs_f, args.seed, args.size_pairs, min(args.n_boot, 400), client)
+            pairs = pairs_stage(workdir, args.seed, args.size_pairs, min(args.n_boot, 400), client)
             log(pairs)
         timing = None
         if "timing" not in args.skip:

@@ -147,7 +147,7 @@ def single_crop_spread(stack: Any, fit: ColumnFit, geometry: StrainGeometry, *, 
     data = stack.read(uniq) if hasattr(stack, "read") else np.asarray(stack, float).reshape(len(stack), -1)[:, uniq]
     if max_crops is not None:
         data = data[: int(max_crops)]
-    xy, ok = fit.refit(data[:, inv].reshape(len(data), *pix.shape))
+    xy, ok = fit.refit(data[:, inv].reshape(len(data), *pix.shape), rescale_core=False)
     idx = geometry.i_def if which == "def" else geometry.i_pri
     ww = geometry.ww
     p = xy[:, idx, :]

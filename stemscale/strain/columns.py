@@ -97,7 +97,8 @@ class ColumnFit:
         cols = self.origins[:, 0:1] + np.arange(w)[None, :]
         return (rows[:, :, None] * self.shape[1] + cols[:, None, :]).reshape(len(self.origins), -1)
 
-    def refit(self, window_pixels: np.ndarray, *, max_iterations: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    def refit(self, window_pixels: np.ndarray, *, max_iterations: int = 25,
+              rescale_core: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Fit resampled averages (or single crops) with the same estimator.
 
         Parameters
@@ -105,6 +106,10 @@ class ColumnFit:
         window_pixels
             ``(B, n, h * w)`` pixels of each window in each of B images
             (e.g. ``resampled_means[:, self.pixel_index()]``).
+        rescale_core
+            Rescale the defect core's tail by its refitted amplitude (right
+            for resampled averages; for single noisy crops, where that
+            amplitude is mostly noise, keep the average's tail).
 
         Returns
         -------
@@ -125,7 +130,7 @@ class ColumnFit:
         res = fit_batch(d.reshape(B * n, m), np.ascontiguousarray(init), model=self.model,
                         estimator=self.estimator, offset=np.ascontiguousarray(off), weights=wts,
                         window_shape=(self.window, self.window), max_iterations=max_iterations).to_numpy()
-        if self.core_index is not None and len(self.core_index):
+        if rescale_core and self.core_index is not None and len(self.core_index):
             # the defect column's own amplitude in each image sets its tail in its neighbours' windows
             from ..fit.models import get_model
 
