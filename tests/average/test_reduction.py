@@ -109,3 +109,17 @@ def test_bad_inputs(scene):
         average_classes(f.image, table.drop(columns=["cx_px"]), pixel_size_A=PS)
     with pytest.raises(InputError, match="orientation"):
         AveragingConfig(orientation="maybe")
+
+
+def test_point_group_operations_keep_the_lattice(scene):
+    # rotating pristine crops by 120 degrees about a chalcogen site is a symmetry of the lattice:
+    # after registration their average matches the unrotated one (pair configurations rely on it)
+    f, table = scene
+    cfg = AveragingConfig(n_reference=64, reference_iterations=1)
+    pri = table[table["class"] == "pristine"]
+    plain = average_classes(f.expected, pri, pixel_size_A=PS, config=cfg).mean("pristine")
+    for op in (1, 3):  # a rotation and a mirror
+        rot = average_classes(f.expected, pri.assign(op=op, mirror_angle_deg=90.0), pixel_size_A=PS,
+                              config=cfg).mean("pristine")
+        inner = (slice(24, -24), slice(24, -24))
+        assert np.corrcoef(rot[inner].ravel(), plain[inner].ravel())[0, 1] > 0.995
