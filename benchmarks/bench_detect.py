@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -172,6 +173,7 @@ def main(argv=None) -> int:
     results["model_training"] = manifest.training
 
     if "throughput" in only:
+        load_before = os.getloadavg()[0]
         rows = []
         for tta in (False, True):
             amps = (False, True) if loaded.device.type == "cuda" else (False,)
@@ -188,9 +190,9 @@ def main(argv=None) -> int:
         results["throughput"] = keep + rows
         results["throughput_note"] = (
             "best of --repeats runs of predict_proba on a simulated frame (256 px windows, 64 px "
-            "overlap); the CPU numbers come from 2 cores shared with other jobs (load average "
-            "about 10 during the runs), so they are lower bounds. Paper reference: a 1024² frame "
-            "in 8-16 s per class model with 8x TTA on a hosted GPU, about 0.1 Mpx/s.")
+            "overlap); the machine is shared with other jobs, see load_average. Paper reference: "
+            "a 1024² frame in 8-16 s per class model with 8x TTA on a hosted GPU, about 0.1 Mpx/s.")
+        results["throughput_load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
         if loaded.device.type == "cuda":
             results["amp_vs_fp32"] = amp_check(loaded)
         params["repeats"] = args.repeats

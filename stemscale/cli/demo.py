@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None,
                    help="output folder (default: ./stemscale-output/demo-<date-time>)")
     p.add_argument("--size", type=int, default=None,
-                   help="mosaic edge in pixels (default: the preset's, 2048)")
+                   help="mosaic edge in pixels (default: the preset's, 3072)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 2020)")
     p.add_argument("--workers", type=int, default=None,
                    help="local Dask worker processes (default: one per core)")

@@ -228,6 +228,9 @@ def train(
             raise InputError(f"model.init_from {cfg.model.init_from!r} has shape "
                              f"{init.manifest.model}, the config asks for {net.config.to_dict()}")
         net.load_state_dict(init.network.state_dict())
+        init_sha = init.manifest.sha256
+    else:
+        init_sha = None
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["model"])
@@ -358,6 +361,8 @@ def train(
             "class_weights": dict(zip(OUTPUT_CLASSES, map(float, weights_np))),
             "loss": "class-weighted cross-entropy + soft Dice",
         }
+        if cfg.model.init_from:
+            training["init_from_sha256"] = init_sha or "(resumed from checkpoint)"
         net.eval()
         ref = write_model(net, out, cfg.name, pixel_size_angstrom=d.pixel_size_angstrom,
                           material=d.material, training=training,

@@ -61,8 +61,11 @@ def mean_site_displacements(truth: pd.DataFrame, centres_xy: np.ndarray, geometr
         d, j = tree.query(c_ideal[None, :] + offs, k=1)
         ok = d < tolerance_px
         u = np.where(ok[:, None], disp[j], np.nan)
-        cen = np.nanmean(u[geometry.centre_mask], axis=0)
-        u = u - cen
+        centre_u = u[geometry.centre_mask]
+        centre_u = centre_u[np.isfinite(centre_u).all(axis=1)]
+        if not len(centre_u):
+            continue  # no truth at the centre (e.g. an emptied column): no reference, skip it
+        u = u - centre_u.mean(axis=0)
         good = np.isfinite(u).all(axis=1)
         total[good] += u[good]
         count[good] += 1
