@@ -30,6 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--block", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="block core size in pixels (default: the store's shards)")
+    p.add_argument("--labels", action="store_true",
+                   help="also write the FCN's per-pixel class as an OME-NGFF label image "
+                   "(labels/classes) into the mosaic's zarr")
+    p.add_argument("--probabilities", action="store_true",
+                   help="also write the class probabilities (uint8, value/255) as "
+                   "labels/probabilities (implies --labels)")
+    p.add_argument("--labels-store", default=None, metavar="ZARR",
+                   help="write the label images to this separate zarr store instead "
+                   "(for a read-only mosaic; implies --labels)")
     p.add_argument("--overwrite", action="store_true", help="replace a different run in OUT")
     p.set_defaults(func=run)
 
@@ -59,11 +68,14 @@ def run(args: argparse.Namespace) -> int:
     with connect(args.cluster, **options) as client:
         console.print(f"Dask dashboard: {client.dashboard_link}")
         result = run_mosaic(args.mosaic, args.out, config, block_shape=args.block,
-                            progress=True, overwrite=args.overwrite)
+                            progress=True, overwrite=args.overwrite, labels=args.labels,
+                            probabilities=args.probabilities, labels_store=args.labels_store)
         logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     console.print(
         f"{result.n_atoms:,} atom columns and {result.n_defects:,} defects in "
         f"{result.n_blocks} blocks ({result.skipped} already done) in {result.seconds:.1f} s"
     )
     console.print(f"tables: {result.atoms_path} and {result.defects_path}")
+    if args.labels or args.probabilities or args.labels_store:
+        console.print(f"label images: {args.labels_store or args.mosaic + '/labels'}")
     return 0

@@ -257,7 +257,8 @@ def _place_defects(defects: pd.DataFrame, atoms: pd.DataFrame, lattice_nn: float
     return out
 
 
-def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
+                  return_proba: bool = False):
     """Detect, refine and keep the owned columns and defects of one block.
 
     Parameters
@@ -268,11 +269,17 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
         Where the window sits in the mosaic and which core it owns.
     config
         Detection and fitting settings.
+    return_proba
+        Also return the FCN's class probabilities (C, h, w) on the window's pixel
+        grid (resampled back when the network ran at another pixel size), or
+        None for a blank window; needs the ``"fcn"`` detector.
 
     Returns
     -------
     atoms, defects : pandas.DataFrame
         In global pixel and Å coordinates, only rows owned by the block's core.
+    proba : numpy.ndarray or None
+        Only with ``return_proba``.
     """
     from ..detect import detect, get_model
     from ..fit import refine_positions
@@ -287,8 +294,11 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
             f"block {spec.key} (pixels y {spec.window[0]}:{spec.window[1]}, "
             f"x {spec.window[2]}:{spec.window[3]}) has {bad} NaN/Inf pixels"
         )
+    if return_proba and config.detector != "fcn":
+        raise InputError(f"probability maps need the 'fcn' detector, not {config.detector!r}")
     if float(image.max(initial=0)) == float(image.min(initial=0)):
-        return empty_atoms(), empty_defects()  # vacuum or blank: nothing to find
+        empty = (empty_atoms(), empty_defects())  # vacuum or blank: nothing to find
+        return (*empty, None) if return_proba else empty
 
     ps = float(config.pixel_size_angstrom)
     if config.detector == "peaks":
@@ -297,8 +307,10 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
     elif config.detector == "fcn":
         model = get_model(config.model, device=config.device)
         found = detect(image, ps, model=model, tta=config.tta, device=config.device,
-                       amp=config.amp, stats=config.stats, resample=True)
+                       amp=config.amp, stats=config.stats, resample=True,
+                       return_proba=return_proba)
         columns, found_defects = found.columns, found.defects
+        proba = _on_window_grid(found.proba, image.shape) if return_proba else None
     else:
         raise InputError(f"detector must be 'fcn' or 'peaks', got {config.detector!r}")
     oy, ox = spec.origin
@@ -355,7 +367,20 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig) -> t
     defects["y_A"] = defects["y_px"] * ps + ty
     defects["block"] = spec.key
     defects = _typed(keep_owned(defects, spec.core), DEFECT_COLUMNS)
+    if return_proba:
+        return atoms, defects, proba
     return atoms, defects
+
+
+def _on_window_grid(proba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Class probabilities (C, h, w) resampled (linearly, pixel centres aligned) to ``shape``."""
+    proba = np.asarray(proba, dtype=np.float32)
+    if proba.shape[1:] == tuple(shape):
+        return proba
+    from skimage.transform import resize
+
+    return np.stack([resize(p, shape, order=1, mode="edge", anti_aliasing=False,
+                            preserve_range=True).astype(np.float32) for p in proba])
 
 
 def _fit_backend(config: BlockConfig) -> str:

@@ -7,6 +7,11 @@ Output layout (a folder, local or on a shared file system)::
     OUT/defects/part-bYYYY_XXXX.parquet
     OUT/blocks/bYYYY_XXXX.json       a block's done-marker, written last
 
+With ``labels=True`` (FCN detector) each block also writes its core of the
+argmax class image and, with ``probabilities=True``, of the quantised class
+probabilities, as OME-NGFF label images in the mosaic's zarr (``labels/``) or
+in a separate store (``labels_store=``); see :mod:`stemscale.parallel.labels`.
+
 Each block task reads its own haloed window from the zarr store (never ships
 pixels from the client), runs :func:`process_block`, writes its two parts
 under temporary names and renames them, then writes its done-marker.  A rerun
@@ -31,6 +36,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import CorruptBlockError, InputError
 from .blocks import BlockSpec, plan_blocks
+from .labels import LabelsTarget, finish_labels, new_run_id, prepare_labels, write_block_labels
 from .process import BlockConfig, empty_atoms, empty_defects, process_block
 
 __all__ = ["RunResult", "mosaic_statistics", "run_mosaic", "read_block_window", "load_tables"]
@@ -123,12 +129,17 @@ def _limit_numba_threads() -> None:
 
 
 def _block_task(url: str, spec: BlockSpec, config: BlockConfig, out: str,
-                storage_options: dict | None) -> dict[str, Any]:
-    """Process one block and write its parts; returns a small status record."""
+                storage_options: dict | None,
+                labels: LabelsTarget | None = None) -> dict[str, Any]:
+    """Process one block and write its labels and parts; returns a small status record."""
     t0 = time.perf_counter()
     _limit_numba_threads()
     window = read_block_window(url, spec, storage_options)
-    atoms, defects = process_block(window, spec, config)
+    if labels is None:
+        atoms, defects = process_block(window, spec, config)
+    else:
+        atoms, defects, proba = process_block(window, spec, config, return_proba=True)
+        write_block_labels(labels, spec, proba)  # before the marker: a resumed run redoes it
     root = Path(out)
     _atomic_parquet(atoms, root / "atoms" / f"part-{spec.key}.parquet")
     _atomic_parquet(defects, root / "defects" / f"part-{spec.key}.parquet")
@@ -141,7 +152,8 @@ def _block_task(url: str, spec: BlockSpec, config: BlockConfig, out: str,
     return record
 
 
-def _manifest(url: str, shape, specs, config: BlockConfig, block_shape) -> dict[str, Any]:
+def _manifest(url: str, shape, specs, config: BlockConfig, block_shape,
+              labels: LabelsTarget | None = None) -> dict[str, Any]:
     return {
         "software": "stemscale",
         "version": __version__,
@@ -151,13 +163,14 @@ def _manifest(url: str, shape, specs, config: BlockConfig, block_shape) -> dict[
         "halo": config.halo,
         "n_blocks": len(specs),
         "config": config.to_dict(),
+        "labels": labels.to_dict() if labels is not None else None,
         "complete": False,
     }
 
 
 def _same_run(old: dict, new: dict) -> bool:
     new = json.loads(json.dumps(new, default=str))  # tuples -> lists, as stored
-    keys = ("mosaic", "mosaic_shape", "block_shape", "halo", "config")
+    keys = ("mosaic", "mosaic_shape", "block_shape", "halo", "config", "labels")
     return all(old.get(k) == new.get(k) for k in keys)
 
 
@@ -171,6 +184,10 @@ def run_mosaic(
     progress: bool = False,
     overwrite: bool = False,
     retries: int = 2,
+    labels: bool = False,
+    probabilities: bool = False,
+    labels_store: str | os.PathLike[str] | None = None,
+    labels_storage_options: dict | None = None,
 ) -> RunResult:
     """Find and refine every atom column and defect of a mosaic, block by block.
 
@@ -193,6 +210,18 @@ def run_mosaic(
         Start afresh in a folder that holds a different run.
     retries
         Times Dask retries a failed block (a lost worker is always retried).
+    labels
+        Also write the FCN's per-pixel argmax class of every block's core as an
+        OME-NGFF label image ``labels/classes`` (needs the ``"fcn"`` detector).
+    probabilities
+        Also write ``labels/probabilities`` (implies ``labels``): the class
+        probabilities as uint8 (value / 255) with a channel axis.
+    labels_store
+        Write the label images to this separate zarr store (path or URL; its
+        root becomes the labels group) instead of into the mosaic's zarr, e.g.
+        for a read-only mosaic.  Implies ``labels``.
+    labels_storage_options
+        fsspec options of ``labels_store`` (default: ``storage_options``).
 
     Returns
     -------
@@ -215,12 +244,18 @@ def run_mosaic(
         )
     block_shape = tuple(block_shape or (getattr(array, "shards", None) or array.chunks))
     specs = plan_blocks(array.shape, block_shape, config.halo)
+    target = _labels_target(url, group, config, block_shape,
+                            bool(labels or probabilities or labels_store is not None),
+                            probabilities, labels_store, storage_options, labels_storage_options)
     out = Path(output)
-    manifest = _manifest(url, array.shape, specs, config, block_shape)
+    manifest = _manifest(url, array.shape, specs, config, block_shape, target)
     old_path = out / MANIFEST
+    run_id = new_run_id()
     if old_path.exists():
         old = json.loads(old_path.read_text())
-        if not _same_run(old, manifest):
+        if _same_run(old, manifest):
+            run_id = old.get("run_id") or run_id
+        else:
             if not overwrite:
                 raise InputError(
                     f"'{out}' holds a different run (other mosaic, blocks or settings); "
@@ -231,12 +266,24 @@ def run_mosaic(
             shutil.rmtree(out)
     for sub in ("atoms", "defects", "blocks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    manifest["run_id"] = run_id
     manifest["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     old_path.write_text(json.dumps(manifest, indent=2, default=str))
 
+    if target is not None:
+        made = prepare_labels(
+            target, shape=array.shape, block_shape=block_shape, chunks=array.chunks,
+            pixel_size=pixel_size, translation=translation_from_attrs(dict(group.attrs), str(url)),
+            source="../../" if target.path else str(url), run_id=run_id,
+        )
+        if made:  # fresh label arrays: blocks finished earlier must write theirs too
+            for marker in (out / "blocks").glob("*.json"):
+                marker.unlink()
     todo = [s for s in specs if not (out / "blocks" / f"{s.key}.json").exists()]
     skipped = len(specs) - len(todo)
-    _execute(todo, url, config, str(out), storage_options, progress, retries)
+    _execute(todo, url, config, str(out), storage_options, progress, retries, target)
+    if target is not None:
+        finish_labels(target)
     n_atoms = n_defects = 0
     for spec in specs:
         rec = json.loads((out / "blocks" / f"{spec.key}.json").read_text())
@@ -248,7 +295,41 @@ def run_mosaic(
     return RunResult(out, len(specs), skipped, n_atoms, n_defects, time.perf_counter() - t0)
 
 
-def _execute(todo, url, config, out, storage_options, progress, retries) -> list[dict]:
+def _labels_target(url, group, config: BlockConfig, block_shape, wanted: bool,
+                   probabilities: bool, store, storage_options,
+                   store_options) -> LabelsTarget | None:
+    """Where and what a run writes as label images (None: no labels), checked before any write."""
+    if not wanted:
+        return None
+    if config.detector != "fcn":
+        raise InputError(
+            f"label images hold the FCN's class probabilities; the {config.detector!r} "
+            "detector has none (use detector='fcn' or drop labels)"
+        )
+    from ..detect.weights import model_ref
+    from ..io.ngff import level_paths_from_attrs
+
+    classes = tuple(model_ref(config.model).manifest.classes)
+    levels = len(level_paths_from_attrs(dict(group.attrs), str(url)))
+    if levels > 1 and any(int(b) % 2 ** (levels - 1) for b in block_shape):
+        raise InputError(
+            f"labels of a mosaic with {levels} resolution levels need a block shape divisible "
+            f"by {2 ** (levels - 1)}, got {tuple(block_shape)}; use the store's shards "
+            "(the default) or a multiple of them"
+        )
+    if store is None:
+        if not isinstance(url, (str, os.PathLike)):
+            raise InputError("labels inside the mosaic need a mosaic path or URL; "
+                             "pass labels_store=... for other stores")
+        return LabelsTarget(os.fspath(url), "labels", classes, bool(probabilities), levels,
+                            dict(storage_options or {}))
+    options = store_options if store_options is not None else storage_options
+    return LabelsTarget(os.fspath(store), "", classes, bool(probabilities), levels,
+                        dict(options or {}))
+
+
+def _execute(todo, url, config, out, storage_options, progress, retries,
+             labels=None) -> list[dict]:
     if not todo:
         return []
     try:
@@ -260,7 +341,8 @@ def _execute(todo, url, config, out, storage_options, progress, retries) -> list
     if client is None:
         import dask
 
-        tasks = [dask.delayed(_block_task, pure=False)(url, s, config, out, storage_options)
+        tasks = [dask.delayed(_block_task, pure=False)(url, s, config, out, storage_options,
+                                                       labels)
                  for s in todo]
         if progress:
             from dask.diagnostics import ProgressBar
@@ -273,7 +355,7 @@ def _execute(todo, url, config, out, storage_options, progress, retries) -> list
         from .plugins import warm_up_workers
 
         warm_up_workers(client, config.model, config.device)
-    futures = [client.submit(_block_task, url, s, config, out, storage_options,
+    futures = [client.submit(_block_task, url, s, config, out, storage_options, labels,
                              key=f"stemscale-block-{s.key}-{os.path.basename(out)}",
                              retries=retries, pure=False)
                for s in todo]

@@ -143,6 +143,12 @@ class DetectSection:
     shipped one) and falls back to ``peaks`` otherwise, saying so in the log
     and ``run.json``.  ``column_spacing_angstrom`` is the nearest projected
     column distance (default: a / sqrt(3) of the material).
+
+    ``labels: true`` (FCN only) also writes the per-pixel argmax class as an
+    OME-NGFF label image ``labels/classes`` into the mosaic's zarr, and
+    ``probabilities: true`` the class probabilities (uint8, value / 255) as
+    ``labels/probabilities``; ``labels_store`` writes them to a separate zarr
+    store instead (for a read-only mosaic, e.g. on S3).
     """
 
     detector: Literal["auto", "fcn", "peaks"] = "auto"
@@ -152,10 +158,20 @@ class DetectSection:
     amp: bool = False
     column_spacing_angstrom: float | None = None
     detector_margin: int = 64
+    labels: bool = False
+    probabilities: bool = False
+    labels_store: str | None = field(default=None, metadata={"path": True})
+
+    @property
+    def wants_labels(self) -> bool:
+        return bool(self.labels or self.probabilities or self.labels_store)
 
     def check(self, where: str) -> None:
         _positive(where, "column_spacing_angstrom", self.column_spacing_angstrom)
         _positive(where, "detector_margin", self.detector_margin, allow_zero=True)
+        if self.wants_labels and self.detector == "peaks":
+            raise InputError(f"'{where}.labels' holds the FCN's class probabilities; the "
+                             "peaks detector has none (set detector: fcn or auto)")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise InputError(f"'{where}.device' must be 'cpu' or 'cuda', got {self.device!r}")
 

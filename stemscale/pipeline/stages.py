@@ -215,9 +215,15 @@ def stage_find(ctx: Context) -> dict[str, Any]:
     )
     ctx.console.print(f"finding atom columns ({detector} detector, {f.window} px fit windows, "
                       f"halo {config.halo} px)")
+    labels = d.wants_labels
+    if labels and detector != "fcn":
+        ctx.note("no FCN for this material, so no probability maps are written (detect.labels)")
+        labels = False
     result = run_mosaic(ctx.mosaic_url, ctx.path / "tables", config,
                         block_shape=b.shape, storage_options=ctx.storage_options,
-                        progress=ctx.progress, retries=b.retries)
+                        progress=ctx.progress, retries=b.retries, labels=labels,
+                        probabilities=d.probabilities and labels,
+                        labels_store=d.labels_store if labels else None)
     ctx.atoms, ctx.defects = load_tables(ctx.path / "tables")
     from ..fit import FitState
 
@@ -234,6 +240,7 @@ def stage_find(ctx: Context) -> dict[str, Any]:
         "megapixels_per_second": (ctx.shape[0] * ctx.shape[1] / 1e6 / result.seconds
                                   if result.seconds > 0 and not result.skipped else None),
         "tables": "tables/atoms, tables/defects",
+        "labels": ((d.labels_store or f"{ctx.mosaic_url}/labels") if labels else None),
     }
 
 

@@ -162,3 +162,17 @@ def test_train_fcn_with_an_explicit_kind(tmp_path):
     assert isinstance(config, TrainPipeline)
     assert config.train.name == data["name"]
     assert Path(config.output.dir) == tmp_path / "out"
+
+
+def test_probability_map_options(tmp_path):
+    config = load_pipeline(write(tmp_path, {"kind": "demo", "detect": {
+        "labels": True, "probabilities": True, "labels_store": "out/labels.zarr"}}))
+    assert config.detect.wants_labels and config.detect.probabilities
+    assert Path(config.detect.labels_store) == (tmp_path / "out" / "labels.zarr").resolve()
+    assert load_pipeline(write(tmp_path, {"kind": "demo"}, "d.yaml")).detect.wants_labels is False
+    assert "'detect.labels' must be true or false" in error_of(
+        write(tmp_path, {"kind": "demo", "detect": {"labels": "yes"}}, "t.yaml"))
+    peaks = {"kind": "demo", "detect": {"detector": "peaks", "labels": True}}
+    assert "peaks detector has none" in error_of(write(tmp_path, peaks, "p.yaml"))
+    assert "did you mean 'detect.labels'" in error_of(
+        write(tmp_path, {"kind": "demo", "detect": {"lables": True}}, "k.yaml"))
