@@ -10,7 +10,9 @@ README's tables are rendered from those files by :func:`render_tables` and
 written between the ``<!-- benchmarks:start -->`` and
 ``<!-- benchmarks:end -->`` markers; nothing else in the README changes.
 A script that fails is reported and the others still run; the exit status
-is non-zero if any failed.
+is non-zero if any failed.  ``bench_mos2_real.py`` compares with atomap (GPL,
+kept out of this environment) when ``$ATOMAP_PYTHON`` names an interpreter
+that has it, and records atomap as unavailable otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ README = ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 #: Benchmarks shown first, in this order (the rest follow alphabetically).
-ORDER = ("fit", "detect", "scaling", "precision", "simulate")
+ORDER = ("fit", "detect", "scaling", "precision", "mos2_real", "simulate")
 TITLES = {"fit": "Fitting", "detect": "Detection", "scaling": "Scaling", "precision": "Precision",
           "simulate": "Simulation", "mos2_real": "Real data (MoS2)"}
 
