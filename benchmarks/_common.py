@@ -134,3 +134,9 @@ def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
     print("  ".join("-" * widths[k] for k in keys))
     for f in fmt:
         print("  ".join(f[k].rjust(widths[k]) for k in keys))
+
+
+def print_targets(targets: list[dict[str, Any]]) -> None:
+    """Print a results file's ``targets`` list as a table (notes left out)."""
+    print_table([{k: (v if v is not None else "n/a") for k, v in t.items() if k != "note"}
+                 for t in targets], title="Targets")

@@ -54,6 +54,7 @@ from benchmarks._common import (  # noqa: E402
     RESULTS_DIR,
     hardware,
     print_table,
+    print_targets,
     target,
     write_results,
 )
@@ -601,8 +602,7 @@ def main(argv: list[str] | None = None) -> int:
               "peers_quoted": PEERS_QUOTED, "gpu_n": args.gpu_n, "quick": args.quick}
     path = write_results(NAME, parameters=params, results=results, targets=targets,
                          extra_versions=("pandas", "array_api_compat"), path=args.output)
-    print_table([{k: (v if v is not None else "n/a") for k, v in t.items() if k != "note"}
-                 for t in targets], title="Targets")
+    print_targets(targets)
     print(f"\nwrote {path}")
     return 0
 

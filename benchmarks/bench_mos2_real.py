@@ -78,7 +78,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import RESULTS_DIR, print_table, target, write_results  # noqa: E402
+from benchmarks._common import RESULTS_DIR, print_table, print_targets, target, write_results  # noqa: E402
 
 NAME = "bench_mos2_real"
 PIPELINE = ROOT / "pipelines" / "mos2_real.yaml"
@@ -654,8 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_results(NAME, parameters=params, results=results, targets=targets,
                          extra_versions=("pandas", "matplotlib"), path=args.output)
-    print_table([{k: (v if v is not None else "n/a") for k, v in t.items() if k != "note"}
-                 for t in targets], title="Targets")
+    print_targets(targets)
     print(f"\nwrote {path}")
     return 0
 
