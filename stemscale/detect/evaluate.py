@@ -71,6 +71,7 @@ def evaluate_frames(
     radius: float = 7.5,
     border: float = 8.0,
     classes: Sequence[str] = DEFECT_CLASSES,
+    min_area: int | None = None,
 ) -> dict[str, Any]:
     """Detect on each frame and pool the scores.
 
@@ -81,6 +82,8 @@ def evaluate_frames(
     border
         Objects closer than this (px) to the frame edge are not scored (a
         column cut by the edge is only partly visible).
+    min_area
+        Smallest defect region kept (default: :func:`~stemscale.detect.detect`'s).
 
     Returns
     -------
@@ -93,8 +96,9 @@ def evaluate_frames(
     mpx, seconds, n = 0.0, 0.0, 0
     for fr in frames:
         t0 = time.perf_counter()
+        extra = {} if min_area is None else {"min_area": min_area}
         found = detect(fr.image, fr.metadata.pixel_size_angstrom, model=loaded, tta=tta,
-                       resample=True)
+                       resample=True, **extra)
         seconds += time.perf_counter() - t0
         mpx += fr.image.size / 1e6
         n += 1

@@ -62,3 +62,12 @@ def test_empty_maps_give_empty_tables_with_columns():
     p = _maps([])
     assert list(find_defects(p, C).columns) == ["class", "x_px", "y_px", "score", "area"]
     assert len(find_columns(p, C)) == 0
+
+
+def test_default_area_cut_is_half_a_label_blob():
+    from stemscale.detect.postprocess import MIN_DEFECT_AREA
+
+    assert MIN_DEFECT_AREA == 19  # half the ~38 px of a training label
+    p = _maps([(20, 20, 3, {"SV": 0.7, "X": 0.3}),    # 29 px: kept
+               (60, 20, 2, {"TeSe": 0.7, "X": 0.3})])  # 13 px: a noise blob, dropped
+    assert find_defects(p, C)["class"].tolist() == ["SV"]
