@@ -18,6 +18,7 @@ It returns a :class:`ClassStrain` with tidy tables and ``to_dict`` for
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,7 +233,9 @@ class ClassStrain:
         s["u_r_se_pm"], s["u_t_se_pm"] = self._se("u_r"), self._se("u_t")
         if "u" in self.boot:
             b = self.boot["u"]
-            with np.errstate(invalid="ignore"):
+            # columns never measured in any bootstrap draw have an all-NaN covariance
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 d = b - np.nanmean(b, axis=0)
                 s["uxy_cov_pm2"] = np.nanmean(d[..., 0] * d[..., 1], axis=0) * len(b) / max(1, len(b) - 1)
         else:
