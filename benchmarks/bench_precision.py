@@ -60,7 +60,8 @@ def log(*a):
 
 # ----------------------------------------------------------------------------- stage 1
 def simulate(workdir: Path, name: str, size: int, field: bool, seed: int, client) -> dict:
-    from stemscale.simulate import Sample, oscillating_radial_field, simulate_mosaic
+    from stemscale.simulate import Sample, oscillating_radial_field
+    from stemscale.parallel.simulate import simulate_mosaic
 
     url = workdir / f"{name}.zarr"
     done = workdir / f"{name}.json"
@@ -79,9 +80,10 @@ def simulate(workdir: Path, name: str, size: int, field: bool, seed: int, client
 
 # ----------------------------------------------------------------------------- stage 2
 def average(workdir: Path, name: str, sim: dict, max_pristine: int, seed: int):
-    from stemscale.average import AveragingConfig, average_classes, detections_from_truth, screen_defects, select_pristine
+    from stemscale.average import AveragingConfig, detections_from_truth, screen_defects, select_pristine
+    from stemscale.parallel.averaging import average_classes
     from stemscale.io import open_mosaic
-    from stemscale.simulate.mosaic import read_truth
+    from stemscale.io.truth import read_truth
 
     mosaic = open_mosaic(sim["url"])
     truth = read_truth(sim["truth_url"])
@@ -121,7 +123,8 @@ def shell_comparison(cs, inj, n_shells: int = 3) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- stage 4
 def precision_vs_n(res, cs, ns, n_boot: int, seed: int):
-    from stemscale.average import CropStack, precision_slope, resample_counts, standard_error
+    from stemscale.io.crop_stack import CropStack
+    from stemscale.average import precision_slope, resample_counts, standard_error
     from stemscale.strain import bootstrap_positions, single_crop_spread
 
     stack = CropStack.open(res.stack_url, "SV")
@@ -182,8 +185,10 @@ def poisson_ideal(res, cs) -> dict:
 # ----------------------------------------------------------------------------- stage 5
 def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
     """sigma_1 and class-average precision of pristine crops: Poisson only, + scan distortion, noiseless."""
-    from stemscale.average import AveragingConfig, average_classes, screen_defects, select_pristine
-    from stemscale.average import CropStack, resample_counts, standard_error
+    from stemscale.average import AveragingConfig, screen_defects, select_pristine
+    from stemscale.parallel.averaging import average_classes
+    from stemscale.io.crop_stack import CropStack
+    from stemscale.average import resample_counts, standard_error
     from stemscale.simulate import Distortions, Sample, simulate_frame
     from stemscale.strain import MeasureConfig, StrainGeometry, bootstrap_positions, measure_average, single_crop_spread
 
@@ -247,7 +252,8 @@ def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
 
 def fitting_bias(seed: int, n_frames: int = 2) -> dict:
     """Bias of the displacement measurement itself: noiseless SV frames with no field (truth: zero)."""
-    from stemscale.average import AveragingConfig, average_classes, detections_from_truth, screen_defects, select_pristine
+    from stemscale.average import AveragingConfig, detections_from_truth, screen_defects, select_pristine
+    from stemscale.parallel.averaging import average_classes
     from stemscale.simulate import Sample, simulate_frame
     from stemscale.strain import MeasureConfig, analyse_class
 
@@ -276,11 +282,12 @@ def fitting_bias(seed: int, n_frames: int = 2) -> dict:
 
 def pairs_stage(workdir: Path, seed: int, size: int, n_boot: int, client) -> dict:
     """Pairs of SVs: class averages per configuration and their coupling (field minus superposition)."""
-    from stemscale.average import (AveragingConfig, average_classes, detections_from_truth, find_pairs, screen_defects,
-                                   select_pristine)
+    from stemscale.average import AveragingConfig, detections_from_truth, find_pairs, screen_defects, select_pristine
+    from stemscale.parallel.averaging import average_classes
     from stemscale.io import open_mosaic
-    from stemscale.simulate import Sample, oscillating_radial_field, simulate_mosaic
-    from stemscale.simulate.mosaic import read_truth
+    from stemscale.simulate import Sample, oscillating_radial_field
+    from stemscale.parallel.simulate import simulate_mosaic
+    from stemscale.io.truth import read_truth
     from stemscale.strain import MeasureConfig, analyse_class, pair_coupling
     from stemscale.strain.lattice import fit_lattice
 
@@ -328,7 +335,8 @@ def reduction_timing(client, n_small: int, n_large: int, seed: int) -> dict:
     import dask
     import dask.bag as db
 
-    from stemscale.average import AveragingConfig, Moments, block_accumulate, combine_all
+    from stemscale.average import AveragingConfig, Moments, combine_all
+    from stemscale.parallel.averaging import block_accumulate
     from stemscale.average.accumulator import ClassAccumulator
     from stemscale.simulate import Sample, simulate_frame
 
@@ -350,7 +358,7 @@ def reduction_timing(client, n_small: int, n_large: int, seed: int) -> dict:
     # full per-block work + tree reduction, n_small crops
     import tempfile
 
-    from stemscale.average.stack import create_stack
+    from stemscale.io.crop_stack import create_stack
 
     with tempfile.TemporaryDirectory() as tmp:
         url = os.path.join(tmp, "timing.zarr")

@@ -33,7 +33,7 @@ from _common import print_table, target, write_results  # noqa: E402
 
 from stemscale.parallel.process import BlockConfig  # noqa: E402
 from stemscale.parallel.run import mosaic_statistics, run_mosaic  # noqa: E402
-from stemscale.simulate import simulate_mosaic  # noqa: E402
+from stemscale.parallel.simulate import simulate_mosaic  # noqa: E402
 
 PIXEL = 0.2074
 

@@ -72,7 +72,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _run(client, url: str, size: int, shards: int, seed: int) -> tuple[float, float]:
     """Wall seconds and CPU seconds (workers + this process) of one mosaic."""
-    from stemscale.simulate import simulate_mosaic
+    from stemscale.parallel.simulate import simulate_mosaic
 
     for path in (url, url + ".truth"):
         shutil.rmtree(path, ignore_errors=True)

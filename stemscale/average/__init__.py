@@ -17,9 +17,10 @@ The numerics are pure functions of arrays and tables:
 * :func:`find_pairs`: defect pairs grouped by separation vector up to the
   point group, each crop mapped onto its configuration's orientation.
 
-:func:`average_classes` orchestrates them on Dask (one task per mosaic
-block, partial accumulators combined pairwise, registered crops written to
-a zarr crop stack per block for the bootstrap).
+:func:`stemscale.parallel.average_classes` orchestrates them on Dask (one
+task per mosaic block running :func:`register_block`, partial accumulators
+combined pairwise, registered crops written to a zarr crop stack per block
+for the bootstrap).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .bootstrap import bootstrap_means, precision_slope, resample_counts, standa
 from .crops import central, extract_crops, rot180
 from .pairs import PairsResult, canonical_vector, find_pairs, pair_class_name, transform_crops
 from .orientation import OrientationCheck, check_orientation, lattice_angle, map_orientation
-from .pipeline import AveragingConfig, AveragingResult, average_classes, block_accumulate, build_reference
+from .config import AveragingConfig, AveragingResult
+from .reference import RegisteredPart, build_reference, finish_reference, gather_crops, register_block
 from .registration import apply_shifts, cross_correlation_shifts, refine_reference, register
 from .screening import (
     PAPER_PIXEL_SIZE_A,
@@ -40,7 +42,6 @@ from .screening import (
     screen_defects,
     select_pristine,
 )
-from .stack import CropStack
 from .symmetry import symmetrise, symmetry_operations
 
 __all__ = [
@@ -48,10 +49,11 @@ __all__ = [
     "bootstrap_means", "precision_slope", "resample_counts", "standard_error",
     "central", "extract_crops", "rot180",
     "OrientationCheck", "check_orientation", "lattice_angle", "map_orientation",
-    "AveragingConfig", "AveragingResult", "average_classes", "block_accumulate", "build_reference",
+    "AveragingConfig", "AveragingResult", "RegisteredPart", "build_reference", "finish_reference",
+    "gather_crops", "register_block",
     "apply_shifts", "cross_correlation_shifts", "refine_reference", "register",
     "PAPER_PIXEL_SIZE_A", "REJECTION_REASONS", "ScreeningResult", "ScreeningRules",
     "detections_from_truth", "screen_defects", "select_pristine",
-    "CropStack", "symmetrise", "symmetry_operations",
+    "symmetrise", "symmetry_operations",
     "PairsResult", "canonical_vector", "find_pairs", "pair_class_name", "transform_crops",
 ]

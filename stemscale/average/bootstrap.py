@@ -50,7 +50,7 @@ def bootstrap_means(stack: Any, counts: np.ndarray, *, pixels: np.ndarray | None
     Parameters
     ----------
     stack
-        A :class:`~stemscale.average.stack.CropStack` (streamed part by
+        A :class:`~stemscale.io.CropStack` (streamed part by
         part) or an ``(N, ...)`` array of crops.
     counts
         ``(B, N)`` from :func:`resample_counts`.

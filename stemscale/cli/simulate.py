@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..simulate import Distortions, Microscope, Sample, simulate_mosaic
+    from ..simulate import Distortions, Microscope, Sample
+    from ..parallel.simulate import simulate_mosaic
 
     concentrations = _concentrations(args.defect)
     extra = {} if concentrations is None else {"concentrations": concentrations}

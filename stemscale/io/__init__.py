@@ -13,10 +13,13 @@ from .mosaic import (
     write_mosaic,
     write_region,
 )
+from .crop_stack import CropStack, create_stack, mark_stack_complete, write_part
+from .mosaic_info import MosaicInfo
 from .example_data import temul_mos2_frame_path
 from .frames import Frame, read_frame
 from .ingest import ingest, read_positions
 from .store import is_remote, make_store, remove_store, store_exists
+from .truth import read_truth, truth_url_for
 
 __all__ = [
     "DEFAULT_CHUNKS",
@@ -39,4 +42,11 @@ __all__ = [
     "make_store",
     "remove_store",
     "store_exists",
+    "CropStack",
+    "MosaicInfo",
+    "create_stack",
+    "mark_stack_complete",
+    "write_part",
+    "read_truth",
+    "truth_url_for",
 ]

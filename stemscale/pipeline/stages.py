@@ -98,8 +98,9 @@ def _describe_mosaic(ctx: Context) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- inputs
 def stage_simulate(ctx: Context) -> dict[str, Any]:
     """Simulate the demo mosaic with its truth tables (skipped when already complete)."""
-    from ..simulate import Sample, simulate_mosaic
-    from ..simulate.mosaic import truth_url_for
+    from ..simulate import Sample
+    from ..parallel.simulate import simulate_mosaic
+    from ..io.truth import truth_url_for
 
     s = ctx.config.simulate
     url = str(ctx.path / "mosaic.zarr")
@@ -258,7 +259,7 @@ def stage_score(ctx: Context) -> dict[str, Any]:
     from ..classes import DEFECT_CLASSES
     from ..detect.metrics import column_scores, detection_scores, match_points
     from ..fit import FitState
-    from ..simulate.mosaic import read_truth
+    from ..io.truth import read_truth
 
     s = ctx.config.score
     truth = read_truth(ctx.truth_url)
@@ -376,7 +377,7 @@ def stage_average(ctx: Context) -> dict[str, Any]:
     if source == "truth":
         if ctx.truth_url is None:
             raise InputError("average.defects: truth needs a simulated mosaic (kind demo)")
-        from ..simulate.mosaic import read_truth
+        from ..io.truth import read_truth
 
         (from_truth,) = require("stemscale.average", "detections_from_truth")
         # every class: all defects count as neighbours in the screening, not only averaged ones
@@ -411,7 +412,7 @@ def stage_strain(ctx: Context) -> dict[str, Any]:
 
 
 def _compare_injected(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
-    from ..simulate.mosaic import read_truth
+    from ..io.truth import read_truth
     from .adapters import require
 
     (injected_displacements,) = require("stemscale.strain", "injected_displacements")

@@ -1,8 +1,9 @@
 """Ground-truth simulation of ADF-STEM images of 2D materials.
 
 ``simulate_frame`` renders one frame (image, noiseless expectation, label
-masks, truth table of every atom column); ``simulate_mosaic`` writes a
-seamless mosaic of any size to zarr with its truth as Parquet.  Both are
+masks, truth table of every atom column); :func:`render_region` renders any
+pixel rectangle of a scene on its global tile grid, which
+:func:`stemscale.parallel.simulate_mosaic` maps over the shards of a zarr mosaic.  Both are
 pure functions of a seed and global pixel / lattice indices, so a frame is a
 window of the same image a mosaic shows, whatever the chunking.
 
@@ -19,6 +20,7 @@ from .fields import OscillatingRadialField, oscillating_radial_field
 from .frame import Frame, simulate_frame
 from .materials import MATERIALS, cross_section
 from .probe import Microscope, probe_kernel
+from .region import RENDER_TILE, render_region
 from .sample import DEFAULT_CONCENTRATIONS, Distortions, Sample, Structure
 from .scene import LABEL_CHANNELS, TRUTH_COLUMNS, Scene
 from .structure import lattice_geometry
@@ -62,16 +64,9 @@ def mx2_columns(sample: "Sample | None" = None, box=(0.0, 100.0, 0.0, 100.0), se
     )
 
 
-def __getattr__(name: str):
-    # The mosaic writer pulls in Dask and zarr; import it on first use only.
-    if name in {"simulate_mosaic", "MosaicSummary"}:
-        from . import mosaic
-
-        return getattr(mosaic, name)
-    raise AttributeError(f"module 'stemscale.simulate' has no attribute {name!r}")
-
-
 __all__ = [
+    "RENDER_TILE",
+    "render_region",
     "Microscope",
     "Sample",
     "Structure",
@@ -79,7 +74,6 @@ __all__ = [
     "Frame",
     "Scene",
     "simulate_frame",
-    "simulate_mosaic",
     "mx2_columns",
     "oscillating_radial_field",
     "OscillatingRadialField",

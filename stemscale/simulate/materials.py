@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError
+from ..lattice.materials import MATERIALS, MaterialSpec
 
 __all__ = [
     "MaterialSpec",
@@ -65,32 +66,6 @@ METALS = frozenset(
     {"Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Nb", "Mo", "Ru", "Rh", "Pd", "Ag",
      "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Sn", "Ga", "In"}
 )
-
-
-@dataclass(frozen=True)
-class MaterialSpec:
-    """A 2H-MX2 monolayer: metal, chalcogen, lattice constant and default dopants.
-
-    ``substituent`` replaces chalcogens for the classes "2Te" (both atoms of
-    the column) and "TeSe" (one atom); ``metal_substituent`` replaces the
-    metal for "MSub".  In WSe2 these are Te and Mo; in MoS2 they are Se and
-    W, so there "2Te"/"TeSe" mean a double/single heavier-chalcogen
-    substitution (Se2 / SeS columns), as in Se-implanted MoS2.
-    """
-
-    metal: str
-    chalcogen: str
-    a: float
-    substituent: str
-    metal_substituent: str
-
-
-MATERIALS: dict[str, MaterialSpec] = {
-    "WSe2": MaterialSpec("W", "Se", 3.297, "Te", "Mo"),
-    "MoS2": MaterialSpec("Mo", "S", 3.16, "Se", "W"),
-    "WS2": MaterialSpec("W", "S", 3.153, "Se", "Mo"),
-    "MoSe2": MaterialSpec("Mo", "Se", 3.288, "Te", "W"),
-}
 
 
 @lru_cache(maxsize=1)

@@ -297,7 +297,7 @@ def analyse_class(
     *,
     pristine: str = "pristine",
     config: MeasureConfig | None = None,
-    stack_url: str | None = None,
+    stacks: tuple[Any, Any] | None = None,
     bootstrap: bool = True,
 ) -> ClassStrain:
     """Measure a class average against the pristine average, with bootstrap errors.
@@ -305,7 +305,7 @@ def analyse_class(
     Parameters
     ----------
     averages
-        An :class:`~stemscale.average.pipeline.AveragingResult` (class
+        An :class:`~stemscale.average.AveragingResult` (class
         averages, counts and the crop stack location).
     cls
         Defect class to measure.
@@ -313,8 +313,9 @@ def analyse_class(
         Name of the pristine reference class.
     config
         :class:`MeasureConfig`.
-    stack_url
-        Crop stack (default: the averaging result's).
+    stacks
+        The class's and the pristine crop stacks (default: the averaging
+        result's, :meth:`~stemscale.average.AveragingResult.stack`).
     bootstrap
         Compute bootstrap errors (needs the crop stack).
     """
@@ -337,14 +338,10 @@ def analyse_class(
     # geometry indices refer to rows of the reported subsets, which are the leading rows
     values = geo.evaluate(fd.xy, fp.xy)
     out = ClassStrain(cls, averages.count(cls), averages.count(pristine), ps, geo, fd, fp, values)
-    url = stack_url or averages.stack_url
     if bootstrap and cfg.n_boot > 0:
-        if url is None:
-            raise InputError("bootstrap errors need the crop stack: average with stack_url=..., or pass bootstrap=False")
         from ..average.bootstrap import resample_counts, standard_error
-        from ..average.stack import CropStack
 
-        sd, sp = CropStack.open(url, cls), CropStack.open(url, pristine)
+        sd, sp = stacks if stacks is not None else (averages.stack(cls), averages.stack(pristine))
         rng = np.random.default_rng(cfg.seed)
         xy_d = bootstrap_positions(sd, fd, resample_counts(len(sd), cfg.n_boot, seed=rng))
         xy_p = bootstrap_positions(sp, fp, resample_counts(len(sp), cfg.n_boot, seed=rng))

@@ -38,7 +38,7 @@ def summary(averages: Any, measured: Mapping[str, Any], *, extra: Mapping[str, A
     Parameters
     ----------
     averages
-        :class:`~stemscale.average.pipeline.AveragingResult`.
+        :class:`~stemscale.average.AveragingResult`.
     measured
         Class name -> :class:`~stemscale.strain.analysis.ClassStrain`.
     extra

@@ -41,8 +41,8 @@ def test_standard_error_is_sigma_over_sqrt_n(n):
 
 
 def test_streams_a_crop_stack(tmp_path):
-    from stemscale.average import CropStack
-    from stemscale.average.stack import create_stack, mark_stack_complete, write_part
+    from stemscale.io.crop_stack import CropStack
+    from stemscale.io.crop_stack import create_stack, mark_stack_complete, write_part
 
     rng = np.random.default_rng(4)
     parts = [rng.normal(size=(n, 4, 4)) for n in (3, 5, 2)]

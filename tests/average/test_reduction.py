@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemscale.average import AveragingConfig, CropStack, average_classes, screen_defects, select_pristine
+from stemscale.average import AveragingConfig, screen_defects, select_pristine
+from stemscale.io.crop_stack import CropStack
+from stemscale.parallel.averaging import average_classes
 from stemscale.average.screening import detections_from_truth
 from stemscale.errors import IncompleteMosaicError, InputError
 
@@ -86,7 +88,7 @@ def test_crop_stack_holds_every_registered_crop(scene, reference_result):
 
 
 def test_incomplete_stack_is_refused(tmp_path):
-    from stemscale.average.stack import create_stack
+    from stemscale.io.crop_stack import create_stack
 
     create_stack(tmp_path / "s.zarr", crop=16, classes=["SV"])
     with pytest.raises(IncompleteMosaicError, match="not completed"):

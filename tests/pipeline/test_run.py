@@ -83,7 +83,7 @@ def test_tiny_demo_end_to_end_then_resume(tmp_path, capsys, local_cluster):
     assert "peaks detector finds columns only" in record["stages"]["average"]["note"]
 
     # Every column of the simulation is found once: compare with the truth independently.
-    from stemscale.simulate.mosaic import read_truth
+    from stemscale.io.truth import read_truth
 
     atoms, defects = load_tables(out / "tables")
     truth = read_truth(str(out / "mosaic.zarr") + ".truth")

@@ -8,8 +8,9 @@ import pytest
 
 from stemscale.errors import InputError
 from stemscale.io import open_mosaic
-from stemscale.simulate import Distortions, Sample, simulate_frame, simulate_mosaic
-from stemscale.simulate.mosaic import read_truth
+from stemscale.simulate import Distortions, Sample, simulate_frame
+from stemscale.parallel.simulate import simulate_mosaic
+from stemscale.io.truth import read_truth
 
 SHAPE = (700, 900)  # deliberately not a multiple of any shard
 SAMPLE = Sample(concentrations={"SV": 0.02, "2Te": 0.01, "MV": 0.005}, rotation_deg=None,

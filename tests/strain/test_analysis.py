@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemscale.average import AveragingConfig, average_classes, detections_from_truth, screen_defects, select_pristine
+from stemscale.average import AveragingConfig, detections_from_truth, screen_defects, select_pristine
+from stemscale.parallel.averaging import average_classes
 from stemscale.strain import MeasureConfig, analyse_class, fit_columns, fit_lattice, injected_displacements
 
 PS = 0.2074

@@ -1,6 +1,7 @@
 """Seamless synthetic mosaics of any size: :func:`simulate_mosaic`.
 
-One Dask task per zarr shard renders that shard and writes it, plus the
+One Dask task per zarr shard renders that shard
+(:func:`stemscale.simulate.region.render_region`) and writes it, plus the
 truth rows of the columns it owns (centre inside the shard, half-open in
 pixel-centre coordinates) to one Parquet part file.  Inside a task the
 image is rendered on a fixed *global* grid of render tiles, and every random
@@ -11,35 +12,28 @@ size only.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import dask
 import numpy as np
 
 from ..errors import InputError
+from ..executor import compute
 from ..io import create_mosaic, mark_complete
 from ..io.mosaic import shard_shape, write_region
-from ..io.store import PathLike, is_remote, make_store, remove_store, store_exists
-from .frame import check_shape
-from .probe import Microscope
-from .sample import Distortions, Sample
-from .scene import Scene
+from ..io.store import PathLike, make_store, remove_store, store_exists
+from ..io.truth import truth_part_name, truth_url_for, write_truth_marker, write_truth_part
+from ..simulate.frame import check_shape
+from ..simulate.probe import Microscope
+from ..simulate.region import RENDER_TILE, render_region
+from ..simulate.sample import Distortions, Sample
+from ..simulate.scene import Scene
 
-__all__ = ["simulate_mosaic", "truth_url_for", "read_truth", "shard_tasks"]
-
-#: Side of the global render tiles (pixels).  Changing it changes pixels at float rounding only.
-RENDER_TILE = 512
-
-
-def truth_url_for(url: PathLike) -> str:
-    """Default location of a mosaic's truth tables: ``<mosaic>.truth`` beside it."""
-    return os.fspath(url).rstrip("/") + ".truth"
+__all__ = ["simulate_mosaic", "shard_tasks"]
 
 
 @dataclass(frozen=True)
@@ -62,17 +56,6 @@ class _Job:
         return Scene(self.sample, self.microscope, self.distortions, self.dose, self.seed)
 
 
-def render_region(scene: Scene, y0: int, x0: int, height: int, width: int, tile: int = RENDER_TILE):
-    """Detected image (float32) of a pixel rectangle on the global tile grid, and its truth table."""
-    rendered, columns = scene.render_region(y0, x0, height, width, tile=tile, return_columns=True)
-    image = scene.detect(rendered["expected"], y0, x0)
-    return image, scene.truth(y0, x0, height, width, columns=columns)
-
-
-def _part_name(y0: int, x0: int) -> str:
-    return f"part-y{y0:08d}-x{x0:08d}.parquet"
-
-
 def _simulate_shard(job: _Job, y0: int, x0: int, height: int, width: int) -> dict[str, Any]:
     import zarr
 
@@ -83,7 +66,7 @@ def _simulate_shard(job: _Job, y0: int, x0: int, height: int, width: int) -> dic
     write_region(array, image, (y0, x0))
     total = float(image.sum(dtype=np.float64))
     del image
-    _write_part(truth, job.truth_url, _part_name(y0, x0), options)
+    write_truth_part(truth, job.truth_url, truth_part_name(y0, x0), options)
     return {
         "columns": len(truth),
         "species": {str(k): int(v) for k, v in truth["species"].value_counts().items()},
@@ -93,47 +76,7 @@ def _simulate_shard(job: _Job, y0: int, x0: int, height: int, width: int) -> dic
     }
 
 
-def _write_part(table, truth_url: str, name: str, options: dict[str, Any]) -> None:
-    path = truth_url.rstrip("/") + "/" + name
-    if is_remote(truth_url):
-        import fsspec
-
-        with fsspec.open(path, "wb", **options) as fh:
-            table.to_parquet(fh, index=False)
-    else:
-        os.makedirs(truth_url, exist_ok=True)
-        tmp = path + ".tmp"
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # a part file is either whole or absent
-
-
-def _write_marker(truth_url: str, summary: dict[str, Any], options: dict[str, Any]) -> None:
-    path = truth_url.rstrip("/") + "/_complete.json"
-    text = json.dumps(summary, indent=2, default=str)
-    if is_remote(truth_url):
-        import fsspec
-
-        with fsspec.open(path, "w", **options) as fh:
-            fh.write(text)
-    else:
-        os.makedirs(truth_url, exist_ok=True)
-        with open(path, "w") as fh:
-            fh.write(text)
-
-
-def read_truth(truth_url: PathLike, storage_options: dict[str, Any] | None = None):
-    """Read a simulated mosaic's truth tables (all part files) into one DataFrame."""
-    import pandas as pd
-
-    where = os.fspath(truth_url)
-    if not store_exists(where, storage_options=storage_options):
-        from ..errors import MosaicNotFoundError
-
-        raise MosaicNotFoundError(f"no truth tables at '{where}'")
-    return pd.read_parquet(where, storage_options=storage_options or None)
-
-
-def shard_tasks(job: _Job, shards: tuple[int, int]) -> list[Any]:
+def shard_tasks(job: "_Job", shards: tuple[int, int]) -> list[Any]:
     """One delayed task per shard of the mosaic."""
     ny, nx = job.shape
     task = dask.delayed(_simulate_shard, pure=False)
@@ -142,51 +85,6 @@ def shard_tasks(job: _Job, shards: tuple[int, int]) -> list[Any]:
         for y0 in range(0, ny, shards[0])
         for x0 in range(0, nx, shards[1])
     ]
-
-
-@contextlib.contextmanager
-def _rich_progress(total: int, enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield lambda n=1: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("simulating shards"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    ) as bar:
-        task = bar.add_task("simulate", total=total)
-        yield lambda n=1: bar.advance(task, n)
-
-
-def _run(tasks: list[Any], progress: bool) -> list[dict[str, Any]]:
-    """Compute the shard tasks on the active scheduler, with an optional progress bar."""
-    try:
-        from distributed import as_completed, default_client
-
-        client = default_client()
-    except (ImportError, ValueError):
-        client = None
-    with _rich_progress(len(tasks), progress) as advance:
-        if client is not None:
-            futures = client.compute(tasks)
-            results = []
-            try:
-                for fut in as_completed(futures):
-                    results.append(fut.result())
-                    advance()
-            finally:
-                for fut in futures:
-                    fut.release()
-            return results
-        from dask.callbacks import Callback
-
-        class _Tick(Callback):
-            def _posttask(self, key, result, dsk, state, worker_id):
-                if isinstance(key, str) and key.startswith("simulate-shard-"):
-                    advance()
-
-        with _Tick():
-            return list(dask.compute(*tasks))
 
 
 def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -237,7 +135,7 @@ def simulate_mosaic(
         As for :func:`~stemscale.simulate.simulate_frame`.
     truth_url
         Directory of the truth Parquet parts (default ``<url>.truth``), one
-        part per shard; read it with :func:`read_truth` or ``pandas.read_parquet``.
+        part per shard; read it with :func:`stemscale.io.read_truth` or ``pandas.read_parquet``.
     overwrite
         Replace existing outputs.
     progress
@@ -284,7 +182,8 @@ def simulate_mosaic(
         dose=scene.dose_e_per_a2, seed=scene.seed, url=os.fspath(url), truth_url=truth_where,
         storage_options=tuple(sorted(options.items())), shape=(ny, nx), render_tile=int(render_tile),
     )
-    results = _run(shard_tasks(job, (int(shard[0]), int(shard[1]))), progress)
+    tasks = shard_tasks(job, (int(shard[0]), int(shard[1])))
+    results = compute(tasks, description="simulating shards", progress=progress)
     summary = {
         "shape": [ny, nx],
         "seed": scene.seed,
@@ -292,7 +191,7 @@ def simulate_mosaic(
         "truth_url": truth_where,
         **_merge(results),
     }
-    _write_marker(truth_where, summary, options)
+    write_truth_marker(truth_where, summary, options)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     mark_complete(group, **summary)  # last: only now does the store count as finished
     return summary
