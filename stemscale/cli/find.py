@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", choices=["fcn", "peaks"], default="fcn",
                    help="fcn: the shipped network (columns + defect classes); "
                    "peaks: classical local maxima (columns only)")
-    p.add_argument("--model", default=None, help="model name or manifest path (default: shipped WSe2)")
+    p.add_argument("--model", default=None, help="model name or manifest path (default: the shipped model for the mosaic's material)")
     p.add_argument("--no-tta", action="store_true", help="skip 8x test-time augmentation (faster)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--block", type=int, nargs=2, metavar=("H", "W"), default=None,
@@ -45,25 +45,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..io.mosaic import open_mosaic_group
-    from ..io.ngff import pixel_size_from_attrs, translation_from_attrs
+    from ..detect.weights import model_for_material
+    from ..io import MosaicInfo
     from ..parallel import connect
     from ..parallel.process import BlockConfig
-    from ..parallel.run import mosaic_statistics, run_mosaic
+    from ..parallel.run import run_mosaic
 
     console = Console()
     if args.workers is not None and args.workers <= 0:
         raise InputError(f"--workers must be a positive integer, got {args.workers}")
     if args.block is not None and min(args.block) <= 0:
         raise InputError(f"--block must be two positive integers, got {args.block}")
-    group = open_mosaic_group(args.mosaic)
-    attrs = dict(group.attrs)
-    config = BlockConfig(
-        pixel_size_angstrom=pixel_size_from_attrs(attrs, args.mosaic),
-        translation_angstrom=translation_from_attrs(attrs, args.mosaic),
-        stats=mosaic_statistics(args.mosaic),
-        model=args.model, detector=args.detector, tta=not args.no_tta, device=args.device,
-    )
+    info = MosaicInfo.read(args.mosaic)
+    model = args.model
+    if model is None and args.detector == "fcn":
+        model = model_for_material(info.material)
+    config = BlockConfig.for_mosaic(info, model=model, detector=args.detector,
+                                    tta=not args.no_tta, device=args.device)
     options = {"n_workers": args.workers} if args.cluster == "local" and args.workers else {}
     with connect(args.cluster, **options) as client:
         console.print(f"Dask dashboard: {client.dashboard_link}")

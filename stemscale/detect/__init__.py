@@ -35,6 +35,7 @@ from .weights import (
     available_models,
     clear_cache,
     get_model,
+    model_for_material,
     model_ref,
     write_model,
 )
@@ -53,5 +54,5 @@ __all__ = [
     "detection_scores", "match_points", "sum_scores", "OUTPUT_CLASSES", "ModelConfig", "ResUNet",
     "count_parameters", "DEFECT_SITE", "find_columns", "find_defects", "DEFAULT_MODEL",
     "LoadedModel", "ModelManifest", "ModelRef", "WeightsIntegrityError", "available_models",
-    "clear_cache", "get_model", "model_ref", "write_model", "train",
+    "clear_cache", "get_model", "model_for_material", "model_ref", "write_model", "train",
 ]

@@ -23,6 +23,7 @@ from ..errors import InputError, StemscaleError
 from .model import ModelConfig, ResUNet
 
 __all__ = [
+    "model_for_material",
     "WEIGHTS_DIR",
     "DEFAULT_MODEL",
     "WeightsIntegrityError",
@@ -164,6 +165,25 @@ class ModelRef:
 def available_models() -> list[str]:
     """Names of the models shipped with the package."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
+
+
+def model_for_material(material: str | None) -> str | None:
+    """Name of the shipped model trained for ``material`` (default WSe2), or ``None``.
+
+    Parameters
+    ----------
+    material
+        Material name as stored with a mosaic (e.g. ``"MoS2"``).
+    """
+    wanted = material or "WSe2"
+    for name in available_models():
+        try:
+            manifest = ModelManifest.read(WEIGHTS_DIR / f"{name}.json")
+        except Exception:  # a damaged manifest is reported when that model is used
+            continue
+        if manifest.material == wanted:
+            return name
+    return None
 
 
 def model_ref(model: str | Path | ModelRef | None = None) -> ModelRef:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ._arrays import bounds_numpy
 from ._cuda_source import CUDA_SOURCE
 from ._lm_portable import pivot_epsilon
 from .models import GaussianModel
@@ -49,8 +50,6 @@ def lm_cuda(data: Any, initial: Any, *, model: GaussianModel, window_shape: tupl
     """
     import cupy
 
-    from .api import _bounds_numpy
-
     def is_torch(a: Any) -> bool:
         return type(a).__module__.split(".")[0] == "torch"
 
@@ -76,7 +75,7 @@ def lm_cuda(data: Any, initial: Any, *, model: GaussianModel, window_shape: tupl
     n, M = data.shape
     P = model.n_parameters
     init = cupy.ascontiguousarray(cupy.asarray(initial, dtype=rdt).reshape(n, P))
-    lo_np, hi_np = _bounds_numpy(bounds, n, P, np.float64)
+    lo_np, hi_np = bounds_numpy(bounds, n, P, np.float64)
     lo = cupy.asarray(lo_np, dtype=rdt)
     hi = cupy.asarray(hi_np, dtype=rdt)
     has_w = weights is not None

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .models import GaussianModel, evaluate
-from .states import RUNNING, FitState
+from .states import RUNNING, FitState, is_usable
 
 __all__ = ["lm_portable", "LAMBDA_START", "LAMBDA_FACTOR", "pivot_epsilon"]
 
@@ -283,7 +283,7 @@ def finalize(xp: Any, params: Any, state: Any, model: GaussianModel,
     state = xp.where(diverged, xp.full_like(state, int(FitState.DIVERGED)), state)
     x, y = params[:, model.x_index], params[:, model.y_index]
     outside = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
-    movable = (state == int(FitState.CONVERGED)) | (state == int(FitState.MAX_ITERATIONS))
+    movable = is_usable(state)
     amp = params[:, model.amplitude_index]
     no_peak = ~(amp > 1e-6 * data_max) | (data_max == 0)
     left = xp.where(movable & outside, xp.full_like(state, int(FitState.LEFT_WINDOW)), state)

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ._arrays import bounds_numpy as _bounds_numpy
+from ._arrays import to_numpy as _to_numpy
 from .models import GaussianModel, get_model
 from .states import FitState
 
@@ -66,16 +68,6 @@ class FitResult:
             _to_numpy(self.iterations), self.model, self.estimator, self.backend,
             self.window_shape, self.parameter_names, self.execution_time, self.fit_mask,
         )
-
-
-def _to_numpy(a: Any) -> np.ndarray:
-    if isinstance(a, np.ndarray):
-        return a
-    if hasattr(a, "get"):                      # CuPy
-        return a.get()
-    if hasattr(a, "detach"):                   # torch
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
 
 
 def _array_kind(a: Any) -> str:
@@ -267,29 +259,6 @@ def fit_batch(
     elapsed = time.perf_counter() - t0
     return FitResult(params, states, chi2, iters, m.name, estimator, backend, (h, w),
                      m.parameter_names, elapsed, tuple(free))
-
-
-def _bounds_numpy(bounds, n: int, P: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.full((1, P), -np.inf, dtype=dtype)
-    hi = np.full((1, P), np.inf, dtype=dtype)
-    if bounds is None:
-        return lo, hi
-    if len(bounds) != 2:
-        raise InputError("bounds must be a pair (lower, upper)")
-    out = []
-    for side, default in zip(bounds, (lo, hi)):
-        if side is None:
-            out.append(default)
-            continue
-        a = np.asarray(_to_numpy(side), dtype=dtype)
-        if a.shape == (P,):
-            a = a[None, :]
-        if a.shape not in ((1, P), (n, P)):
-            raise InputError(f"each side of bounds must be ({P},) or ({n}, {P}), got {a.shape}")
-        out.append(np.where(np.isnan(a), default, a))
-    if np.any(out[0] > out[1]):
-        raise InputError("bounds: some lower bound exceeds its upper bound")
-    return out[0], out[1]
 
 
 def _run_numba(data, initial, m, shape, estimator, weights, offset, bounds, free, max_it, tol):

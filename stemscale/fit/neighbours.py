@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .api import FitResult, _to_numpy, fit_batch
+from ._arrays import to_numpy as _to_numpy
+from .api import FitResult, fit_batch
 from .initial import estimate_initial
 from .models import GaussianModel, evaluate, get_model
 from .states import FitState
@@ -59,10 +60,6 @@ class WindowFit:
         p[:, m.x_index] += self.origins_xy[:, 0]
         p[:, m.y_index] += self.origins_xy[:, 1]
         return p
-
-
-def _good(states: np.ndarray) -> np.ndarray:
-    return (states == int(FitState.CONVERGED)) | (states == int(FitState.MAX_ITERATIONS))
 
 
 def render_peaks(shape: tuple[int, int], params_global: np.ndarray, model: str | GaussianModel,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .api import _to_numpy
+from ._arrays import to_numpy as _to_numpy
 from .models import GaussianModel, get_model
 from .neighbours import fit_windows, fit_with_neighbours
 from .states import FitState

@@ -9,8 +9,9 @@ device; :class:`FitState` gives them names.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
-__all__ = ["FitState", "state_names"]
+__all__ = ["FitState", "USABLE_STATES", "is_usable", "state_names"]
 
 
 class FitState(IntEnum):
@@ -47,6 +48,19 @@ class FitState(IntEnum):
     LEFT_WINDOW = 4
     INVALID_INPUT = 5
     NO_PEAK = 6
+
+
+#: States whose parameters are an estimate worth using (the best found so far, at least).
+USABLE_STATES: tuple[int, ...] = (int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS))
+
+
+def is_usable(states: Any) -> Any:
+    """Element-wise: does a fit with this state carry a usable position?
+
+    Works on NumPy arrays, pandas Series and any array-API array (torch,
+    CuPy); the one definition every module uses.
+    """
+    return (states == USABLE_STATES[0]) | (states == USABLE_STATES[1])
 
 
 #: Internal marker for fits still iterating (never returned).

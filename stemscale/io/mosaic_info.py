@@ -129,6 +129,33 @@ class MosaicInfo:
             storage_options=options,
         )
 
+    @classmethod
+    def from_dataarray(cls, data: Any, pixel_size_angstrom: float) -> "MosaicInfo":
+        """Describe an in-memory or lazy ``DataArray`` (dims ``y, x``) that is not a store.
+
+        Parameters
+        ----------
+        data
+            The array; its ``y``/``x`` coordinates (Å) give the translation,
+            its ``attrs`` the acquisition metadata when they hold a pixel size.
+        pixel_size_angstrom
+            Å per pixel.
+        """
+        translation = (0.0, 0.0)
+        if "x" in data.coords and "y" in data.coords and data.sizes.get("x", 0) and data.sizes.get("y", 0):
+            translation = (float(data["y"][0]), float(data["x"][0]))
+        chunks = tuple(int(c[0]) for c in data.chunks) if data.chunks else tuple(data.shape)
+        fields_ = AcquisitionMetadata.__dataclass_fields__
+        acq = {k: v for k, v in data.attrs.items() if k in fields_}
+        acq["pixel_size_angstrom"] = float(pixel_size_angstrom)
+        return cls(
+            url=str(data.attrs.get("source_store") or "<in memory>"),
+            shape=(int(data.shape[0]), int(data.shape[1])), dtype=str(data.dtype),
+            chunks=(chunks[0], chunks[1]), shards=(chunks[0], chunks[1]),
+            pixel_size_angstrom=float(pixel_size_angstrom), translation_angstrom=translation,
+            acquisition=AcquisitionMetadata.from_attrs(acq),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary (no storage options)."""
         return {

@@ -10,15 +10,17 @@ where a block starts, so chunked and unchunked runs give the same tables.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
+from ..detect.peaks import find_peaks, peaks_context, snap_to_maxima
+from ..detect.sites import place_defects
 from ..errors import InputError
+from ..fit.states import is_usable
+from ..lattice import column_spacing
 from .blocks import BlockSpec, keep_owned, required_halo
 
 __all__ = [
@@ -28,7 +30,6 @@ __all__ = [
     "empty_atoms",
     "empty_defects",
     "process_block",
-    "snap_to_maxima",
 ]
 
 #: Columns of the atoms table (one row per atom column).
@@ -78,6 +79,10 @@ class BlockConfig:
     fit_backend
         Fitting backend; ``"auto"`` fits on the GPU (CuPy, else torch) when
         ``device`` is CUDA and on the CPU (numba) otherwise.
+    column_spacing_angstrom
+        Nearest projected column distance (Å) of the material (the peak
+        detector's scale and how far a defect may sit from its site); ``None``
+        takes WSe2's.  :meth:`for_mosaic` derives it from the mosaic's material.
     """
 
     pixel_size_angstrom: float
@@ -96,15 +101,61 @@ class BlockConfig:
     translation_angstrom: tuple[float, float] = (0.0, 0.0)
     detector: str = "fcn"
     fit_backend: str = "auto"
-    extra: dict = field(default_factory=dict)
+    column_spacing_angstrom: float | None = None
+
+    @property
+    def column_spacing(self) -> float:
+        """The column spacing in Å (the material's, WSe2's when unset)."""
+        if self.column_spacing_angstrom is not None:
+            return float(self.column_spacing_angstrom)
+        return column_spacing()
+
+    @classmethod
+    def for_mosaic(cls, info: Any, *, material: str | None = None, stats: Any = "sample",
+                   **overrides: Any) -> "BlockConfig":
+        """The block configuration of a mosaic, from what its metadata says.
+
+        Parameters
+        ----------
+        info
+            :class:`stemscale.io.MosaicInfo` of the mosaic.
+        material
+            Overrides the mosaic's own material (which sets the column spacing).
+        stats
+            ``"sample"`` (default) computes the mosaic-wide standardisation
+            statistics from a fixed sample of its chunks; ``None`` leaves them
+            unset (each block standardises itself); or a ``(mean, std)`` pair.
+        **overrides
+            Any other field.
+
+        Raises
+        ------
+        InputError
+            An unknown field or material.
+        """
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            import difflib
+
+            hints = [difflib.get_close_matches(u, [f.name for f in fields(cls)], n=1) for u in unknown]
+            said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                             for u, h in zip(unknown, hints))
+            raise InputError(f"unknown block option(s) {said}")
+        if stats == "sample":
+            from .run import mosaic_statistics
+
+            stats = mosaic_statistics(info.url, storage_options=info.storage_options or None)
+        if overrides.get("column_spacing_angstrom") is None:
+            overrides["column_spacing_angstrom"] = column_spacing(material or info.material)
+        overrides.setdefault("translation_angstrom", tuple(info.translation_angstrom))
+        return cls(pixel_size_angstrom=float(info.pixel_size_angstrom), stats=stats, **overrides)
 
     @property
     def halo(self) -> int:
         """Halo (px) that makes the owner-computes rule exact for this configuration."""
         margin = self.detector_margin
         if self.detector == "peaks":
-            spacing = float(self.extra.get("column_spacing_angstrom", 1.905))
-            margin = max(margin, peaks_context(self.pixel_size_angstrom, spacing))
+            margin = max(margin, peaks_context(self.pixel_size_angstrom, self.column_spacing))
         return required_halo(margin, self.fit_window + 2 * self.snap_radius)
 
     def to_dict(self) -> dict:
@@ -135,126 +186,6 @@ _DTYPES = {
 def _typed(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     df = df.reindex(columns=columns)
     return df.astype({c: _DTYPES[c] for c in columns}).reset_index(drop=True)
-
-
-def snap_to_maxima(image: np.ndarray, x: np.ndarray, y: np.ndarray, radius: int,
-                   sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Move candidate positions to the brightest pixel of the smoothed image nearby.
-
-    The result depends only on the image within ``radius + 4 sigma`` of each
-    candidate, never on where the candidate came from, so detections that differ
-    slightly between two runs snap to the same integer start.
-    """
-    smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float64), sigma, mode="nearest")
-    ny, nx = smooth.shape
-    xi = np.clip(np.rint(x).astype(int), 0, nx - 1)
-    yi = np.clip(np.rint(y).astype(int), 0, ny - 1)
-    offsets = np.arange(-radius, radius + 1)
-    dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
-    inside = dy**2 + dx**2 <= radius**2
-    dy, dx = dy[inside], dx[inside]
-    # Hill-climb: repeat the local arg-max until no candidate moves (a few rounds at most).
-    for _ in range(8):
-        yy = np.clip(yi[:, None] + dy[None, :], 0, ny - 1)
-        xx = np.clip(xi[:, None] + dx[None, :], 0, nx - 1)
-        best = np.argmax(smooth[yy, xx], axis=1)
-        new_y, new_x = yy[np.arange(len(yi)), best], xx[np.arange(len(xi)), best]
-        if np.array_equal(new_y, yi) and np.array_equal(new_x, xi):
-            break
-        yi, xi = new_y, new_x
-    return xi.astype(float), yi.astype(float)
-
-
-def _peak_geometry(pixel_size_angstrom: float, column_spacing_angstrom: float):
-    spacing_px = column_spacing_angstrom / pixel_size_angstrom
-    sigma = max(0.5, 0.12 * spacing_px)
-    size = int(2 * spacing_px) | 1
-    return spacing_px, sigma, size
-
-
-def peaks_context(pixel_size_angstrom: float, column_spacing_angstrom: float = 1.905) -> int:
-    """Pixels of image around a point that :func:`find_peaks` looks at to decide it."""
-    _, sigma, size = _peak_geometry(pixel_size_angstrom, column_spacing_angstrom)
-    # smoothing, then two window filters (background minimum, local contrast maximum)
-    return int(np.ceil(4 * sigma)) + 2 * (size // 2) + 1
-
-
-def find_peaks(image: np.ndarray, pixel_size_angstrom: float,
-               column_spacing_angstrom: float = 1.905, min_contrast: float = 0.25) -> pd.DataFrame:
-    """Atom-column candidates as local maxima of the smoothed image (no model needed).
-
-    Every decision is local (within :func:`peaks_context` pixels), so a block with
-    that much halo finds exactly what a whole-image run finds.
-
-    Parameters
-    ----------
-    image
-        2-D image.
-    pixel_size_angstrom
-        Pixel size in Å.
-    column_spacing_angstrom
-        Nearest distance between projected columns (1.9 Å for WSe2 M-X2).
-    min_contrast
-        A peak must rise above its local background by this fraction of the
-        strongest peak contrast nearby.
-    """
-    from skimage.feature import peak_local_max
-
-    spacing_px, sigma, size = _peak_geometry(pixel_size_angstrom, column_spacing_angstrom)
-    smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float64), sigma, mode="nearest")
-    contrast = smooth - ndimage.minimum_filter(smooth, size=size, mode="nearest")
-    local_max = ndimage.maximum_filter(contrast, size=size, mode="nearest")
-    peaks = peak_local_max(contrast, min_distance=max(1, int(0.45 * spacing_px)),
-                           exclude_border=False)
-    if len(peaks):
-        keep = contrast[peaks[:, 0], peaks[:, 1]] >= min_contrast * local_max[peaks[:, 0], peaks[:, 1]]
-        keep &= contrast[peaks[:, 0], peaks[:, 1]] > 0
-        peaks = peaks[keep]
-    y, x = peaks[:, 0].astype(float), peaks[:, 1].astype(float)
-    return pd.DataFrame({"x_px": x, "y_px": y, "site": "?", "label": "",
-                         "score": contrast[peaks[:, 0], peaks[:, 1]].astype(np.float32)})
-
-
-def _place_defects(defects: pd.DataFrame, atoms: pd.DataFrame, lattice_nn: float) -> pd.DataFrame:
-    """Put each defect on its refined lattice site.
-
-    A defect whose column is still there (SV, 2Te, TeSe, MSub) takes the
-    fitted position of the nearest column of its site; an empty site (DV, MV)
-    takes the centroid of the three nearest columns of the other sublattice,
-    which surround it in 2H projection.  Otherwise the FCN centroid is kept.
-    """
-    from ..detect.postprocess import DEFECT_SITE
-
-    if defects.empty:
-        defects = defects.copy()
-        defects["position"] = pd.Series(dtype=object)
-        return defects
-    out = defects.copy()
-    out["position"] = "fcn"
-    fitted = atoms[np.isfinite(atoms["x_px"]) & np.isfinite(atoms["y_px"])]
-    trees = {}
-    for site in ("M", "X"):
-        sel = fitted[fitted["site"] == site]
-        trees[site] = (cKDTree(sel[["x_px", "y_px"]].to_numpy()), sel) if len(sel) else None
-    for i, row in out.iterrows():
-        site = DEFECT_SITE.get(row["class"], "X")
-        empty = row["class"] in ("DV", "MV")
-        point = (row["x_px"], row["y_px"])
-        if not empty and trees[site] is not None:
-            dist, j = trees[site][0].query(point)
-            if dist <= 0.5 * lattice_nn:
-                hit = trees[site][1].iloc[j]
-                out.loc[i, ["x_px", "y_px", "position"]] = [hit["x_px"], hit["y_px"], "column"]
-                continue
-        other = "X" if site == "M" else "M"
-        if trees[other] is not None and len(trees[other][1]) >= 3:
-            dist, j = trees[other][0].query(point, k=3)
-            if np.all(dist <= 1.5 * lattice_nn):
-                ring = trees[other][1].iloc[j]
-                out.loc[i, ["x_px", "y_px", "position"]] = [
-                    ring["x_px"].mean(), ring["y_px"].mean(), "site",
-                ]
-    return out
 
 
 def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
@@ -302,7 +233,7 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
 
     ps = float(config.pixel_size_angstrom)
     if config.detector == "peaks":
-        columns = find_peaks(image, ps, float(config.extra.get("column_spacing_angstrom", 1.905)))
+        columns = find_peaks(image, ps, config.column_spacing)
         found_defects = pd.DataFrame({c: [] for c in ["class", "x_px", "y_px", "score", "area"]})
     elif config.detector == "fcn":
         model = get_model(config.model, device=config.device)
@@ -358,10 +289,10 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
     defects = found_defects.copy()
     defects["x_px"] += ox
     defects["y_px"] += oy
-    lattice_nn = float(config.extra.get("column_spacing_angstrom", 1.905)) / ps
+    lattice_nn = config.column_spacing / ps
     # Place on sites using all refined columns of the window (not just owned ones).
     all_atoms = atoms if columns.empty else _global_fits(fits, seeds, ox, oy)
-    defects = _place_defects(defects, all_atoms, lattice_nn)
+    defects = place_defects(defects, all_atoms, lattice_nn)
     ty, tx = config.translation_angstrom
     defects["x_A"] = defects["x_px"] * ps + tx
     defects["y_A"] = defects["y_px"] * ps + ty
@@ -395,9 +326,7 @@ def _fit_backend(config: BlockConfig) -> str:
 
 def _failed(fits: pd.DataFrame) -> np.ndarray:
     """Fits whose position is not a usable estimate (anything but converged / max-iterations)."""
-    from ..fit import FitState
-
-    ok = fits["state"].isin([int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS)]).to_numpy()
+    ok = is_usable(fits["state"]).to_numpy()
     finite = np.isfinite(fits["x_px"].to_numpy()) & np.isfinite(fits["y_px"].to_numpy())
     return ~(ok & finite)
 

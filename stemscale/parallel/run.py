@@ -64,11 +64,13 @@ class RunResult:
         return self.output / "defects"
 
 
-def _reader(url: str, storage_options: dict | None):
+def _reader(url: str, storage_options: dict | None) -> tuple[Any, Any]:
+    """The mosaic's group and its full-resolution array (the path its metadata names)."""
     from ..io.mosaic import open_mosaic_group
+    from ..io.ngff import level_paths_from_attrs
 
     group = open_mosaic_group(url, storage_options=storage_options)
-    return group, group["0"]
+    return group, group[level_paths_from_attrs(dict(group.attrs), str(url))[0]]
 
 
 def mosaic_statistics(url: str, *, storage_options: dict | None = None,
@@ -229,15 +231,12 @@ def run_mosaic(
     """
     t0 = time.perf_counter()
     group, array = _reader(url, storage_options)
-    from ..io.ngff import pixel_size_from_attrs
+    from ..io import MosaicInfo
 
-    from ..io.ngff import translation_from_attrs
-
-    pixel_size = pixel_size_from_attrs(dict(group.attrs), str(url))
+    info = MosaicInfo.read(url, storage_options=storage_options, group=group)
+    pixel_size = info.pixel_size_angstrom
     if config is None:
-        config = BlockConfig(pixel_size_angstrom=pixel_size,
-                             stats=mosaic_statistics(url, storage_options=storage_options),
-                             translation_angstrom=translation_from_attrs(dict(group.attrs), str(url)))
+        config = BlockConfig.for_mosaic(info)
     elif abs(config.pixel_size_angstrom - pixel_size) > 1e-9 * pixel_size:
         raise InputError(
             f"config pixel size {config.pixel_size_angstrom} Å differs from the mosaic's {pixel_size} Å"
@@ -273,7 +272,7 @@ def run_mosaic(
     if target is not None:
         made = prepare_labels(
             target, shape=array.shape, block_shape=block_shape, chunks=array.chunks,
-            pixel_size=pixel_size, translation=translation_from_attrs(dict(group.attrs), str(url)),
+            pixel_size=pixel_size, translation=info.translation_angstrom,
             source="../../" if target.path else str(url), run_id=run_id,
         )
         if made:  # fresh label arrays: blocks finished earlier must write theirs too
@@ -328,61 +327,48 @@ def _labels_target(url, group, config: BlockConfig, block_shape, wanted: bool,
                         dict(options or {}))
 
 
-def _execute(todo, url, config, out, storage_options, progress, retries,
-             labels=None) -> list[dict]:
+def _execute(todo: list[BlockSpec], url: str, config: BlockConfig, out: str,
+             storage_options: dict | None, progress: bool, retries: int,
+             labels: Any = None) -> list[dict]:
+    """Run the blocks on the active cluster (or local threads); progress in pixels, not blocks."""
+    from ..executor import current_client, progress_bar
+
     if not todo:
         return []
-    try:
-        from distributed import as_completed, get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    # Blocks differ in size (edges), so the bar advances by core pixels: a steady ETA.
+    mpx = [(s.core[1] - s.core[0]) * (s.core[3] - s.core[2]) / 1e6 for s in todo]
+    client = current_client()
     if client is None:
         import dask
 
         tasks = [dask.delayed(_block_task, pure=False)(url, s, config, out, storage_options,
-                                                       labels)
+                                                       labels, dask_key_name=f"block-{s.key}")
                  for s in todo]
-        if progress:
-            from dask.diagnostics import ProgressBar
+        from ..executor import compute
 
-            with ProgressBar():
-                return list(dask.compute(*tasks))
-        return list(dask.compute(*tasks))
+        return compute(tasks, description="blocks", progress=progress, weights=mpx, unit="Mpx")
     if config.detector == "fcn":
         # Every worker loads and verifies the network once, before its first block.
         from .plugins import warm_up_workers
 
         warm_up_workers(client, config.model, config.device)
+    from distributed import as_completed
+
     futures = [client.submit(_block_task, url, s, config, out, storage_options, labels,
                              key=f"stemscale-block-{s.key}-{os.path.basename(out)}",
                              retries=retries, pure=False)
                for s in todo]
+    size = {f.key: w for f, w in zip(futures, mpx)}
     records = []
-    bar = _progress_bar(len(futures)) if progress else None
-    try:
-        for future in as_completed(futures):
-            records.append(future.result())  # re-raises a block's error with its message
-            if bar:
-                bar[0].update(bar[1], advance=1)
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        if bar:
-            bar[0].stop()
+    with progress_bar(sum(mpx), "blocks", enabled=progress, unit="Mpx") as advance:
+        try:
+            for future in as_completed(futures):
+                records.append(future.result())  # re-raises a block's error with its message
+                advance(size[future.key])
+        except BaseException:
+            client.cancel(futures)
+            raise
     return records
-
-
-def _progress_bar(total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn())
-    task = bar.add_task("blocks", total=total)
-    bar.start()
-    return bar, task
 
 
 def load_tables(output: str | os.PathLike[str], *, require_complete: bool = True):

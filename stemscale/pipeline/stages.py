@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..lattice import column_spacing
 from .adapters import StageUnavailable, average_stage, strain_stage
 from .config import PipelineConfig
 from .runfolder import RunFolder
 
 __all__ = ["Context", "stage_simulate", "stage_input", "stage_find", "stage_score",
-           "stage_spacing", "stage_average", "stage_strain", "column_spacing"]
+           "stage_spacing", "stage_average", "stage_strain"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Context:
     translation: tuple[float, float] = (0.0, 0.0)
     shape: tuple[int, int] | None = None
     material: str | None = None
+    mosaic_info: Any = None
     truth_url: str | None = None
     atoms: pd.DataFrame | None = None
     defects: pd.DataFrame | None = None
@@ -60,14 +62,6 @@ class Context:
         self.console.print(f"[yellow]note[/yellow]: {text}")
 
 
-def column_spacing(material: str | None) -> float:
-    """Nearest projected column distance a / sqrt(3) in Å of a 2H-MX2 material (default WSe2)."""
-    from ..simulate import MATERIALS
-
-    spec = MATERIALS.get(material or "WSe2", MATERIALS["WSe2"])
-    return float(spec.a) / math.sqrt(3.0)
-
-
 def _mosaic_complete(url: str, storage_options: dict | None = None) -> bool:
     from ..io import is_complete, open_mosaic_group, store_exists
 
@@ -80,16 +74,14 @@ def _mosaic_complete(url: str, storage_options: dict | None = None) -> bool:
 
 
 def _describe_mosaic(ctx: Context) -> dict[str, Any]:
-    from ..io.mosaic import open_mosaic_group
-    from ..io.ngff import pixel_size_from_attrs, translation_from_attrs
+    from ..io import MosaicInfo
 
-    group = open_mosaic_group(ctx.mosaic_url, storage_options=ctx.storage_options)
-    attrs = dict(group.attrs)
-    ctx.pixel_size = pixel_size_from_attrs(attrs, str(ctx.mosaic_url))
-    ctx.translation = translation_from_attrs(attrs, str(ctx.mosaic_url))
-    ctx.shape = tuple(int(n) for n in group["0"].shape)
-    acq = attrs.get("stemscale", {}).get("acquisition", {})
-    ctx.material = ctx.material or acq.get("material")
+    info = MosaicInfo.read(ctx.mosaic_url, storage_options=ctx.storage_options)
+    ctx.mosaic_info = info
+    ctx.pixel_size = info.pixel_size_angstrom
+    ctx.translation = info.translation_angstrom
+    ctx.shape = info.shape
+    ctx.material = ctx.material or info.material
     ps = ctx.pixel_size
     return {"mosaic": str(ctx.mosaic_url), "shape_px": list(ctx.shape), "pixel_size_pm": ps * 100,
             "field_of_view_nm": [ctx.shape[0] * ps / 10, ctx.shape[1] * ps / 10]}
@@ -179,17 +171,12 @@ def _resolve_detector(ctx: Context) -> tuple[str, Any]:
         return "peaks", None
     if d.model is not None or d.detector == "fcn":
         return "fcn", d.model
-    from ..detect import available_models
-    from ..detect.weights import WEIGHTS_DIR, ModelManifest
+    from ..detect.weights import model_for_material
 
     material = ctx.material or "WSe2"
-    for name in available_models():
-        try:
-            manifest = ModelManifest.read(WEIGHTS_DIR / f"{name}.json")
-        except Exception:
-            continue
-        if manifest.material == material:
-            return "fcn", name
+    name = model_for_material(material)
+    if name is not None:
+        return "fcn", name
     ctx.note(f"no detection model for {material} ships with this version; using the classical "
              "peak detector (atom columns only, no defect classes). Set detect.model to a "
              "trained model's manifest to detect defects.")
@@ -199,20 +186,18 @@ def _resolve_detector(ctx: Context) -> tuple[str, Any]:
 def stage_find(ctx: Context) -> dict[str, Any]:
     """Detect and fit every atom column (and defect) of the mosaic, block by block."""
     from ..parallel.process import BlockConfig
-    from ..parallel.run import load_tables, mosaic_statistics, run_mosaic
+    from ..parallel.run import load_tables, run_mosaic
 
     d, f, b = ctx.config.detect, ctx.config.fit, ctx.config.blocks
     detector, model = _resolve_detector(ctx)
     ctx.detector = detector
     spacing = d.column_spacing_angstrom or column_spacing(ctx.material)
-    config = BlockConfig(
-        pixel_size_angstrom=ctx.pixel_size, model=model,
-        stats=mosaic_statistics(ctx.mosaic_url, storage_options=ctx.storage_options),
-        tta=d.tta, device=d.device, amp=d.amp, fit_window=f.window, fit_model=f.model,
-        estimator=f.estimator, detector_margin=d.detector_margin, snap_radius=f.snap_radius,
-        tolerance=f.tolerance, max_iterations=f.max_iterations,
-        translation_angstrom=tuple(ctx.translation), detector=detector,
-        extra={"column_spacing_angstrom": spacing},
+    config = BlockConfig.for_mosaic(
+        ctx.mosaic_info, material=ctx.material, model=model, tta=d.tta, device=d.device,
+        amp=d.amp, fit_window=f.window, fit_model=f.model, estimator=f.estimator,
+        detector_margin=d.detector_margin, snap_radius=f.snap_radius, tolerance=f.tolerance,
+        max_iterations=f.max_iterations, translation_angstrom=tuple(ctx.translation),
+        detector=detector, column_spacing_angstrom=spacing,
     )
     ctx.console.print(f"finding atom columns ({detector} detector, {f.window} px fit windows, "
                       f"halo {config.halo} px)")
