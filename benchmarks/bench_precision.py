@@ -289,7 +289,7 @@ def pairs_stage(workdir: Path, seed: int, size: int, n_boot: int, client) -> dic
     from stemscale.parallel.simulate import simulate_mosaic
     from stemscale.io.truth import read_truth
     from stemscale.strain import MeasureConfig, analyse_class, pair_coupling
-    from stemscale.strain.lattice import fit_lattice
+    from stemscale.lattice import fit_lattice
 
     url = workdir / "pairs.zarr"
     if not (workdir / "pairs.json").exists():

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError
+from ..lattice import DEFAULT_MATERIAL, lattice_constant
 from .accumulator import ClassAccumulator
 
 __all__ = ["AveragingConfig", "AveragingResult"]
@@ -24,7 +25,8 @@ class AveragingConfig:
     margin_px
         Extra pixels cut around each crop for sub-pixel shifting.
     lattice_constant_A
-        Nominal lattice constant (orientation checks, lattice fits).
+        Nominal lattice constant (orientation checks, lattice fits); default:
+        the default material's (WSe2, :func:`stemscale.lattice.lattice_constant`).
     mask_radius_A
         Radius of the central disc hidden during registration (the defect's
         own field and contrast), 0 to register on the whole crop.
@@ -57,7 +59,7 @@ class AveragingConfig:
 
     crop_px: int | None = None
     margin_px: int = 8
-    lattice_constant_A: float = 3.297
+    lattice_constant_A: float = lattice_constant(DEFAULT_MATERIAL)
     mask_radius_A: float = 4.0
     upsample: int = 20
     register_iterations: int = 2

@@ -6,7 +6,8 @@ vector) gives the *inverted* domain, where metal columns sit on the former
 hollow sites.  Rotating a crop by 180 degrees about its centre pixel is
 exact in pixels and maps one domain onto the other (180 = 60 + 120), so
 inverted crops can be mapped back without interpolation.  Grains rotated
-by any other angle are detected from the hexagonal FFT peaks and rejected.
+by any other angle are detected from the hexagonal FFT peaks
+(:func:`stemscale.lattice.lattice_angle`, re-exported here) and rejected.
 """
 
 from __future__ import annotations
@@ -16,53 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..lattice import angle_from_spectrum, lattice_angle
 from .crops import central, rot180
-from .registration import cross_correlation_shifts, registration_window
+from .registration import registration_window
 
 __all__ = ["lattice_angle", "OrientationCheck", "check_orientation", "map_orientation"]
-
-
-def lattice_angle(images: np.ndarray, period_px: float, *, width: float = 0.15) -> np.ndarray:
-    """Orientation (degrees, modulo 60, in [-30, 30)) of a hexagonal lattice in each image.
-
-    The angle is that of the lattice's nearest-neighbour direction (``a1``)
-    measured counter-clockwise from +x in (x, y) pixel coordinates; it comes
-    from the sixfold circular mean of the power spectrum in an annulus
-    around the first-order reflections (|k| = 2 / (sqrt(3) a)).
-
-    Parameters
-    ----------
-    images
-        ``(h, w)`` or ``(n, h, w)``.
-    period_px
-        Lattice constant ``a`` in pixels.
-    width
-        Relative half-width of the annulus.
-    """
-    img = np.asarray(images, dtype=np.float64)
-    single = img.ndim == 2
-    if single:
-        img = img[None]
-    if img.ndim != 3:
-        raise InputError(f"images must be (h, w) or (n, h, w), got shape {img.shape}")
-    n, h, w = img.shape
-    win = registration_window((h, w), edge_px=min(h, w) / 4)
-    data = (img - img.mean(axis=(1, 2), keepdims=True)) * win
-    import scipy.fft as sfft
-
-    power = np.abs(sfft.fft2(data, axes=(-2, -1))) ** 2
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = np.fft.fftfreq(w)[None, :]
-    k = np.hypot(kx, ky)
-    k0 = 2.0 / (np.sqrt(3.0) * float(period_px))
-    ring = np.abs(k - k0) < width * k0
-    # reciprocal vectors sit at 30 degrees (mod 60) from the real-space a1 direction;
-    # ky is image rows (y down is +y in pixel coordinates, same convention as x, y)
-    theta = np.arctan2(ky, kx)
-    z = (power * ring * np.exp(6j * theta)).sum(axis=(1, 2))
-    angle_k = np.degrees(np.angle(z)) / 6.0
-    angle = (angle_k - 30.0 + 30.0) % 60.0 - 30.0
-    return angle[0] if single else angle
 
 
 @dataclass
@@ -108,19 +67,7 @@ def _peak_correlations(stack: np.ndarray, refs: list[np.ndarray], max_shift_px: 
         corr = sfft.ifft2(sfft.fft2(r)[None] * np.conj(fm), axes=(-2, -1)).real
         peak = np.where(allowed[None], corr, -np.inf).reshape(len(stack), -1).max(axis=1)
         out.append(peak / (norm_m * np.sqrt(np.sum(r * r)) + 1e-300))
-    return out, _angle_from_spectrum(np.abs(fm) ** 2, period_px)
-
-
-def _angle_from_spectrum(power: np.ndarray, period_px: float, width: float = 0.15) -> np.ndarray:
-    n, h, w = power.shape
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = np.fft.fftfreq(w)[None, :]
-    k = np.hypot(kx, ky)
-    k0 = 2.0 / (np.sqrt(3.0) * float(period_px))
-    ring = np.abs(k - k0) < width * k0
-    theta = np.arctan2(ky, kx)
-    z = (power * ring * np.exp(6j * theta)).sum(axis=(1, 2))
-    return (np.degrees(np.angle(z)) / 6.0 - 30.0 + 30.0) % 60.0 - 30.0
+    return out, angle_from_spectrum(np.abs(fm) ** 2, period_px)
 
 
 def check_orientation(

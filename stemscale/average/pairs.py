@@ -125,7 +125,7 @@ def find_pairs(
         Sampling and size of the mosaic.
     a1_px, a2_px
         Lattice vectors of the mosaic in pixels (``a2`` at +60 degrees from ``a1``),
-        e.g. from :func:`stemscale.strain.fit_lattice` on the pristine average.
+        e.g. from :func:`stemscale.lattice.fit_lattice` on the pristine average.
     max_separation_A
         Largest separation of a pair.
     isolation_A

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..lattice import defect_site_shift, fit_lattice
 from .accumulator import ClassAccumulator, Moments
 from .config import AveragingConfig
 from .crops import central, extract_crops
@@ -40,7 +41,6 @@ class RegisteredPart:
 def _symmetriser(cfg: AveragingConfig, a_px: float) -> Callable[[np.ndarray], np.ndarray] | None:
     if cfg.reference_symmetry is None:
         return None
-    from ..strain.lattice import fit_lattice
     from .symmetry import symmetrise
 
     def sym(img: np.ndarray) -> np.ndarray:
@@ -53,8 +53,6 @@ def _symmetriser(cfg: AveragingConfig, a_px: float) -> Callable[[np.ndarray], np
 def _recentre(cfg: AveragingConfig, a_px: float, mask_px: float) -> Callable[[np.ndarray], np.ndarray] | None:
     if not cfg.recentre:
         return None
-    from ..strain.lattice import defect_site_shift
-
     return lambda img: defect_site_shift(img, a_px, exclude_radius_px=mask_px)
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
+from ..lattice import PAPER_PIXEL_SIZE_A
 
 __all__ = [
     "PAPER_PIXEL_SIZE_A",
@@ -42,9 +43,6 @@ __all__ = [
     "detections_from_truth",
     "REJECTION_REASONS",
 ]
-
-#: Pixel size of the reference paper's frames (Å); the default distances are its pixel rules.
-PAPER_PIXEL_SIZE_A = 0.2074
 
 #: Rejection reasons, in the order they are tested (a defect is counted once, for the first).
 REJECTION_REASONS = ("other_class_nearby", "same_class_nearby", "crop_outside", "low_score")

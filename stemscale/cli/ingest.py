@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-from typing import Any, Iterator
+from typing import Any
 
 from rich.console import Console
+from ..executor import dask_progress
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -85,31 +85,6 @@ def _storage_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-@contextlib.contextmanager
-def _dask_progress(progress: Progress, description: str) -> Iterator[None]:
-    """Show task completion of the local Dask scheduler in a rich progress bar."""
-    from dask.callbacks import Callback
-
-    tasks: list[Any] = []
-
-    class _Bar(Callback):
-        def _start_state(self, dsk, state):
-            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-            if not tasks:  # created on the first computation, so errors before it show none
-                tasks.append(progress.add_task(description, total=total))
-            else:  # a later computation (pyramid level): extend the bar
-                current = progress.tasks[tasks[0]]
-                progress.update(tasks[0], total=(current.total or 0) + total)
-
-        def _posttask(self, key, result, dsk, state, worker_id):
-            progress.advance(tasks[0], 1)
-
-    with _Bar():
-        yield
-    if tasks:
-        progress.update(tasks[0], completed=progress.tasks[tasks[0]].total or 0)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io.frames import SUPPORTED_SUFFIXES
@@ -133,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             progress.update(reading, advance=1,
                             description=f"read {os.path.basename(frame.source)}")
 
-        with _dask_progress(progress, "writing shards"):
+        with dask_progress(progress, "writing shards"):
             mosaic = ingest(
                 args.inputs,
                 out,

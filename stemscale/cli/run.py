@@ -50,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..pipeline import load_pipeline
-    from ..pipeline.config import ClusterSection
+    from ..pipeline.config import check_cluster_kind
     from ..pipeline.runner import run_pipeline
 
     console = Console()
     config = load_pipeline(args.pipeline, args.overrides)
     if args.cluster is not None:
-        ClusterSection(kind=args.cluster).check("--cluster")
+        check_cluster_kind(args.cluster, "--cluster")
     if args.check:
         console.print(f"# {args.pipeline}: valid ({config.kind})")
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")

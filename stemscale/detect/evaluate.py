@@ -11,13 +11,13 @@ class-agnostic confusion matrix and counts of missed and spurious columns.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..classes import DEFECT_CLASSES
+from ..lattice import PAPER_PIXEL_SIZE_A
 from .api import detect
 from .config import DataSection
 from .data import SimulatedFrames, seed_for
@@ -32,7 +32,7 @@ EVAL_SEED = 7_300_001
 
 
 def eval_data_section(
-    material: str = "WSe2", pixel_size_angstrom: float = 0.2074,
+    material: str = "WSe2", pixel_size_angstrom: float = PAPER_PIXEL_SIZE_A,
     concentrations: dict[str, float] | None = None, **overrides: Any,
 ) -> DataSection:
     """Frame parameters for evaluation: random microscope, distortions, rotation, background.
@@ -43,10 +43,11 @@ def eval_data_section(
     from ..simulate import DEFAULT_CONCENTRATIONS
 
     conc = dict(DEFAULT_CONCENTRATIONS if concentrations is None else concentrations)
-    d = DataSection(material=material, pixel_size_angstrom=pixel_size_angstrom,
-                    concentrations={k: [float(v), float(v)] for k, v in conc.items()},
-                    background_fraction=[0.0, 0.006], background_variation=[0.0, 0.5])
-    return replace(d, **overrides)
+    settings: dict[str, Any] = {
+        "material": material, "pixel_size_angstrom": pixel_size_angstrom,
+        "concentrations": {k: [float(v), float(v)] for k, v in conc.items()},
+        "background_fraction": [0.0, 0.006], "background_variation": [0.0, 0.5]}
+    return DataSection(**(settings | overrides))
 
 
 def simulate_eval_frame(index: int, *, shape=(1024, 1024), dose: float = 7300.0,

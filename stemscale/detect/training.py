@@ -256,7 +256,8 @@ def train(
     t0 = time.perf_counter()
     pool = [new_frame() for _ in range(max(1, min(d.frame_pool, 2)))]
     if weights_np is None:
-        counts = sum(np.bincount(fr[1].ravel(), minlength=len(OUTPUT_CLASSES)) for fr in pool)
+        counts = np.sum([np.bincount(fr[1].ravel(), minlength=len(OUTPUT_CLASSES)) for fr in pool],
+                        axis=0)
         weights_np = class_weights(counts, o.class_weight_power, o.class_weight_max)
     weights = torch.tensor(weights_np, dtype=torch.float32, device=device)
     vrng = np.random.default_rng([d.val_seed, 0])
@@ -368,27 +369,3 @@ def train(
                           material=d.material, training=training,
                           metrics={"validation": val_metrics})
     return TrainResult(model_ref=ref, steps=step, history=history, val=val_metrics, network=net)
-
-
-def export_checkpoint(
-    checkpoint: str | Path, directory: str | Path, name: str | None = None,
-    metrics: dict[str, Any] | None = None,
-) -> ModelRef:
-    """Export the network of a training checkpoint as weights + manifest (e.g. mid-run)."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_dict(ck["config"], source=str(checkpoint))
-    net = ResUNet(ModelConfig(base_filters=cfg.model.base_filters, depth=cfg.model.depth,
-                              dropout=cfg.model.dropout))
-    net.load_state_dict(ck["model"])
-    net.eval()
-    training = {"config": cfg.to_dict(), "steps_done": int(ck["step"]),
-                "patches_seen": int(ck["step"]) * cfg.optim.batch_size,
-                "frames_simulated": int(ck["frame_index"]),
-                "wall_minutes": round(float(ck["elapsed"]) / 60, 1),
-                "parameters": count_parameters(net), "torch": torch.__version__,
-                "class_weights": dict(zip(OUTPUT_CLASSES, map(float, ck["class_weights"]))),
-                "loss": "class-weighted cross-entropy + soft Dice",
-                "exported_from_checkpoint": True}
-    return write_model(net, directory, name or cfg.name,
-                       pixel_size_angstrom=cfg.data.pixel_size_angstrom,
-                       material=cfg.data.material, training=training, metrics=metrics or {})

@@ -33,7 +33,7 @@ def kernel_names() -> dict[int, str]:
 def _module(real: str, data: str):
     import cupy
 
-    opts = ("-std=c++14", f"-DREAL={real}", f"-DDATA_T={data}")
+    opts: tuple[str, ...] = ("-std=c++14", f"-DREAL={real}", f"-DDATA_T={data}")
     if real == "float":
         opts += ("-DREAL_IS_FLOAT",)
     return cupy.RawModule(code=CUDA_SOURCE, options=opts)

@@ -11,6 +11,7 @@ exponentials per evaluation instead of ``h * w``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -31,7 +32,7 @@ _INVALID = int(FitState.INVALID_INPUT)
 _NO_PEAK = int(FitState.NO_PEAK)
 _INF = np.inf
 
-_jit = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
+_jit: dict[str, Any] = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 
 # The three accumulators below are unrolled by hand into scalar accumulators

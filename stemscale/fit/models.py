@@ -20,7 +20,7 @@ from +x (towards +y).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..errors import InputError
 
@@ -74,6 +74,16 @@ def get_model(model: str | GaussianModel) -> GaussianModel:
         raise InputError(
             f"model must be one of {sorted(MODELS)}, got {model!r}"
         ) from None
+
+
+@overload
+def evaluate(xp: Any, model: str | GaussianModel, params: Any, window_shape: tuple[int, int],
+             jacobian: Literal[True] = ...) -> tuple[Any, Any]: ...
+
+
+@overload
+def evaluate(xp: Any, model: str | GaussianModel, params: Any, window_shape: tuple[int, int],
+             jacobian: bool) -> tuple[Any, Any | None]: ...
 
 
 def evaluate(xp: Any, model: str | GaussianModel, params: Any, window_shape: tuple[int, int],

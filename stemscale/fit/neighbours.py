@@ -239,4 +239,5 @@ def fit_with_neighbours(image: Any, positions_xy: Any, *, window: int | tuple[in
             start[:, m.background_index] = np.maximum(start[:, m.background_index], 1e-6)
         res = fit_batch(wf.windows, start, model=m, estimator=estimator, offset=offsets,
                         **fit_kwargs).to_numpy()
+    assert offsets is not None  # rounds >= 1, so the loop has set them
     return WindowFit(res, wf.windows, offsets.reshape(n, h, w), wf.origins_xy, wf.edge)

@@ -86,8 +86,9 @@ def refine_positions(image: Any, positions: Any, *, window: int = 7,
         raise InputError(
             f"pixel_size_angstrom must be a positive number, got {pixel_size_angstrom!r}"
         )
-    kw = dict(window=window, model=m, estimator=estimator, sigma=sigma, offset_xy=offset_xy,
-              backend=backend, max_iterations=max_iterations, tolerance=tolerance)
+    kw: dict[str, Any] = dict(window=window, model=m, estimator=estimator, sigma=sigma,
+                              offset_xy=offset_xy, backend=backend,
+                              max_iterations=max_iterations, tolerance=tolerance)
     if neighbour_rounds:
         wf = fit_with_neighbours(image, pos, rounds=int(neighbour_rounds), **kw)
     else:

@@ -46,7 +46,8 @@ def _inverse(xp: Any, H: Any, free: list[bool]) -> Any:
         col, ok = solve_scaled(xp, H, e, zeros, free, eps)
         cols.append(col)
         okall = ok if okall is None else okall & ok
-    inv = xp.stack(cols, axis=2)
+    inv = xp.stack(cols, axis=2)  # fails for P == 0, so the loop has set okall below
+    assert okall is not None
     nan = xp.full_like(inv, float("nan"))
     return xp.where(okall[:, None, None], inv, nan)
 

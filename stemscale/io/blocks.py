@@ -13,7 +13,7 @@ permissions, network) are re-raised unchanged because the data may be fine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence, cast
 
 import numpy as np
 import zarr
@@ -25,7 +25,7 @@ __all__ = ["ZarrBlockReader", "shard_keys"]
 
 
 def shard_keys(
-    path: str, key: tuple[slice, slice], shard_shape: tuple[int, int]
+    path: str, key: tuple[slice, slice], shard_shape: Sequence[int]
 ) -> list[str]:
     """Storage keys (default v3 ``c/i/j`` encoding) of the shards a selection touches."""
     ranges = []
@@ -87,7 +87,8 @@ class ZarrBlockReader:
     def __getitem__(self, key: Any) -> np.ndarray:
         array = self._open()
         try:
-            return array[key]
+            # zarr's default (CPU) buffers give a numpy array for the slices Dask asks for
+            return cast(np.ndarray, array[key])
         except (OSError, MemoryError):
             raise
         except Exception as exc:  # codec / checksum / shard-index failures

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import IncompleteMosaicError, InputError, MosaicNotFoundError
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["create_stack", "write_part", "mark_stack_complete", "CropStack"]
 
@@ -44,7 +47,8 @@ def create_stack(url: str | os.PathLike[str], *, crop: int, classes: Sequence[st
 
 
 def write_part(url: str | os.PathLike[str], cls: str, block_key: str, crops: np.ndarray, *,
-               row_ids: np.ndarray, shifts: np.ndarray, orientation: Sequence[str] | None = None) -> int:
+               row_ids: np.ndarray, shifts: np.ndarray,
+               orientation: Sequence[str] | np.ndarray | None = None) -> int:
     """Write one block's registered crops of one class; returns the number written."""
     import zarr
 
@@ -72,8 +76,10 @@ def write_part(url: str | os.PathLike[str], cls: str, block_key: str, crops: np.
 def mark_stack_complete(url: str | os.PathLike[str], **summary: Any) -> None:
     import zarr
 
+    from .zarr_nodes import json_object
+
     root = zarr.open_group(os.fspath(url), mode="r+", zarr_format=3)
-    attrs = dict(root.attrs[_ATTR])
+    attrs = json_object(root.attrs[_ATTR], f"the '{_ATTR}' attribute of '{os.fspath(url)}'")
     attrs.update(summary, complete=True)
     root.attrs[_ATTR] = attrs
 
@@ -96,12 +102,14 @@ class CropStack:
     def open(cls, url: str | os.PathLike[str], name: str, *, allow_incomplete: bool = False) -> "CropStack":
         import zarr
 
+        from .zarr_nodes import array_at, group_at, json_object
+
         where = os.fspath(url)
         try:
             root = zarr.open_group(where, mode="r", zarr_format=3)
         except Exception:
             raise MosaicNotFoundError(f"no crop stack at '{where}'") from None
-        meta = dict(root.attrs.get(_ATTR, {}))
+        meta = json_object(root.attrs.get(_ATTR, {}), f"the '{_ATTR}' attribute of '{where}'")
         if not meta:
             raise InputError(f"'{where}' is not a stemscale crop stack (no '{_ATTR}' attributes)")
         if not meta.get("complete") and not allow_incomplete:
@@ -110,10 +118,10 @@ class CropStack:
         key = _safe(name)
         if key not in root:
             raise InputError(f"crop stack '{where}' has no class {name!r}; it has {meta.get('classes')}")
-        group = root[key]
+        group = group_at(root, key, where)
         parts, sizes = [], []
         for part in sorted(group.array_keys()):
-            arr = group[part]
+            arr = array_at(group, part, where)
             if not arr.attrs.get("complete"):
                 raise IncompleteMosaicError(f"crop stack part '{where}/{key}/{part}' is incomplete")
             parts.append(part)
@@ -123,7 +131,7 @@ class CropStack:
     def __len__(self) -> int:
         return int(sum(self.sizes))
 
-    def _array(self, part: str):
+    def _array(self, part: str) -> zarr.Array:
         import zarr
 
         return zarr.open_array(os.fspath(self.url), path=f"{_safe(self.cls)}/{part}", mode="r", zarr_format=3)

@@ -337,7 +337,7 @@ def ingest(
         raise InputError("no input files given")
     if overlap not in OVERLAP_POLICIES:
         raise InputError(f"overlap must be one of {OVERLAP_POLICIES}, got {overlap!r}")
-    options = dict(pixel_size=pixel_size, frame=frame, reduce=reduce, signal=signal)
+    options: dict[str, Any] = dict(pixel_size=pixel_size, frame=frame, reduce=reduce, signal=signal)
     frames: list[Frame] = []
     for k, path in enumerate(paths):
         frame_k = read_frame(path, lazy=True, **options)
@@ -365,8 +365,8 @@ def ingest(
         metadata = AcquisitionMetadata.from_attrs(
             {**metadata.to_attrs(), "source": f"{len(frames)} frames"}
         )
-    _, shards_n = _normalise_blocks(placement.shape, chunks, shards)
-    block = shards_n or tuple(int(c) for c in chunks)
+    chunks_n, shards_n = _normalise_blocks(placement.shape, chunks, shards)
+    block = shards_n or chunks_n
     mosaic = assemble(frames, placement, [options] * len(frames), block, overlap)
     records = [
         {
@@ -420,14 +420,15 @@ def _positions(
     if positions is None:
         if len(frames) == 1:
             return [(0.0, 0.0)]
-        missing = [f.source for f in frames if f.position_angstrom is None]
+        known = [f.position_angstrom for f in frames]
+        missing = [f.source for f, p in zip(frames, known) if p is None]
         if missing:
             raise MetadataError(
                 f"{len(missing)} of {len(frames)} frames have no stage position in their "
                 f"metadata (first: '{missing[0]}'); supply positions with --positions CSV "
                 "(columns file,y_A,x_A in Å)"
             )
-        return [tuple(f.position_angstrom) for f in frames]  # type: ignore[misc]
+        return [(p[0], p[1]) for p in known if p is not None]
     if isinstance(positions, (str, os.PathLike)):
         return read_positions(positions, paths)
     values = np.asarray(positions, dtype=float)

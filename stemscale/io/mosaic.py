@@ -17,10 +17,10 @@ chunk carries a CRC32C checksum, so damaged bytes surface as
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import importlib
 import logging
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import dask
 import dask.array as da
@@ -28,14 +28,18 @@ import numpy as np
 import xarray as xr
 import zarr
 from dask.base import tokenize
+from zarr.abc.store import Store
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
+from ..executor import dask_progress
 from ..errors import IncompleteMosaicError, InputError, MetadataError
 from ..metadata import AcquisitionMetadata, provenance
+from .zarr_nodes import array_at, json_object
 from .blocks import ZarrBlockReader
 from .ngff import (
     IMAGE_PATH,  # noqa: F401  (re-exported for callers of the first version)
     SPACE_UNIT,
+    _multiscale,
     level_path,
     level_paths_from_attrs,
     multiscales_metadata,
@@ -74,7 +78,7 @@ def _normalise_blocks(
     if len(chunks) != 2 or min(chunks) <= 0:
         raise InputError(f"chunks must be two positive integers (y, x), got {chunks}")
     if shards is None:
-        return chunks, None
+        return (chunks[0], chunks[1]), None
     shards = tuple(int(s) for s in shards)
     if len(shards) != 2 or min(shards) <= 0 or any(s % c for s, c in zip(shards, chunks)):
         raise InputError(
@@ -82,7 +86,7 @@ def _normalise_blocks(
         )
     # A shard larger than the image wastes nothing on disk but confuses Dask chunking.
     shards = tuple(min(s, -(-n // c) * c) for s, n, c in zip(shards, shape, chunks))
-    return chunks, shards
+    return (chunks[0], chunks[1]), (shards[0], shards[1])
 
 
 def shard_shape(array: zarr.Array) -> tuple[int, ...]:
@@ -182,7 +186,7 @@ def create_mosaic(
     ome = multiscales_metadata(
         metadata.pixel_size_angstrom, name=name, translation=translation, levels=levels
     )
-    if not isinstance(url, zarr.abc.store.Store) and store_exists(
+    if not isinstance(url, Store) and store_exists(
         url, storage_options=storage_options
     ):
         if not overwrite:
@@ -223,7 +227,8 @@ def create_mosaic(
 
 def mark_complete(group: zarr.Group, **summary: Any) -> None:
     """Flag a mosaic as fully written (the last step of every writer)."""
-    block = dict(group.attrs.get("stemscale", {}))
+    block = json_object(group.attrs.get("stemscale", {}),
+                        f"the 'stemscale' attribute of '{group.store_path}'")
     block["complete"] = True
     if summary:
         block["summary"] = summary
@@ -232,7 +237,9 @@ def mark_complete(group: zarr.Group, **summary: Any) -> None:
 
 def is_complete(group: zarr.Group) -> bool:
     """Whether a writer finished this mosaic."""
-    return bool(group.attrs.get("stemscale", {}).get("complete", False))
+    block = json_object(group.attrs.get("stemscale", {}),
+                        f"the 'stemscale' attribute of '{group.store_path}'")
+    return bool(block.get("complete", False))
 
 
 # --------------------------------------------------------------------------- open
@@ -242,7 +249,7 @@ def open_mosaic_group(
     url: PathLike,
     *,
     storage_options: dict[str, Any] | None = None,
-    mode: str = "r",
+    mode: Literal["r", "r+", "a", "w", "w-"] = "r",
 ) -> zarr.Group:
     """Open an existing mosaic group, with clear errors for common mistakes.
 
@@ -351,6 +358,9 @@ def open_mosaic(
     shard from one that was never written because it was empty.  Transport
     errors (permissions, network) are raised unchanged as ``OSError``.
     """
+    # Give the array its .stem facade.  The accessor is a face above this layer, so it is
+    # loaded by name here rather than imported (io never depends on it at import time).
+    importlib.import_module("stemscale.accessor")
     where = describe(url)
     group = open_mosaic_group(url, storage_options=storage_options)
     attrs = group.attrs.asdict()
@@ -358,7 +368,7 @@ def open_mosaic(
     pixel_size = pixel_size_from_attrs(attrs, where, level)
     ty, tx = translation_from_attrs(attrs, where, level)
     path = level_paths_from_attrs(attrs, where)[level]
-    block = attrs.get("stemscale", {}) or {}
+    block = json_object(attrs.get("stemscale") or {}, f"the 'stemscale' attribute of '{where}'")
     if not block.get("complete", False) and not allow_incomplete:
         if "stemscale" in attrs:
             raise IncompleteMosaicError(
@@ -409,7 +419,7 @@ def open_mosaic(
     }
     if block.get("frames"):
         out_attrs["frames"] = block["frames"]
-    name = attrs["ome"]["multiscales"][0].get("name", "mosaic")
+    name = _multiscale(attrs, where).get("name", "mosaic")
     return xr.DataArray(
         data,
         dims=("y", "x"),
@@ -511,25 +521,6 @@ def _store_tasks(data: da.Array, target: _Target, check_finite: bool, where: str
         for j, x0 in enumerate(offsets[1]):
             tasks.append(write(target, blocks[i, j], (int(y0), int(x0)), check_finite, where))
     return tasks
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    try:
-        from distributed import default_client
-
-        default_client()
-        yield  # a distributed cluster shows progress on its dashboard
-        return
-    except (ImportError, ValueError):
-        pass
-    from dask.diagnostics import ProgressBar
-
-    with ProgressBar(minimum=1.0):
-        yield
 
 
 def _as_metadata(metadata: Any, data: Any) -> AcquisitionMetadata:
@@ -685,11 +676,11 @@ def write_mosaic(
         details=details, levels=levels,
     )
     if frames:
-        block = dict(group.attrs["stemscale"])
+        block = json_object(group.attrs["stemscale"], f"the 'stemscale' attribute of '{where}'")
         block["frames"] = frames
         group.attrs["stemscale"] = block
     try:
-        with _progress(progress):
+        with dask_progress(description="writing shards", enabled=progress):
             target = _Target(url, level_path(0), storage_options)
             dask.compute(*_store_tasks(array, target, not checked, where))
             for level in range(1, int(levels)):
@@ -703,8 +694,8 @@ def write_mosaic(
 
 def _write_level(url: PathLike, group: zarr.Group, level: int, storage_options: Any) -> None:
     """Build pyramid level ``level`` lazily from the stored level ``level - 1``."""
-    src = group[level_path(level - 1)]
-    dst = group[level_path(level)]
+    src = array_at(group, level_path(level - 1), describe(url))
+    dst = array_at(group, level_path(level), describe(url))
     sy, sx = shard_shape(dst)
     reader = ZarrBlockReader(url, level_path(level - 1), src.shape, src.dtype, shard_shape(src),
                              storage_options)

@@ -36,7 +36,7 @@ def is_remote(url: PathLike) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
-def _local_path(url: PathLike) -> str:
+def _local_path(url: str | os.PathLike[str]) -> str:
     text = os.fspath(url)
     return text[len("file://"):] if text.startswith("file://") else text
 

@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 
 from ..errors import MosaicNotFoundError
-from .store import PathLike, is_remote, store_exists
+from .store import is_remote, store_exists
 
 __all__ = ["read_truth", "truth_part_name", "truth_url_for", "write_truth_marker", "write_truth_part"]
 
 
-def truth_url_for(url: PathLike) -> str:
+def truth_url_for(url: str | os.PathLike[str]) -> str:
     """Default location of a mosaic's truth tables: ``<mosaic>.truth`` beside it."""
     return os.fspath(url).rstrip("/") + ".truth"
 
@@ -59,7 +59,7 @@ def write_truth_marker(truth_url: str, summary: dict[str, Any], options: dict[st
             fh.write(text)
 
 
-def read_truth(truth_url: PathLike, storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
+def read_truth(truth_url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
     """Read a simulated mosaic's truth tables (all part files) into one DataFrame."""
     where = os.fspath(truth_url)
     if not store_exists(where, storage_options=storage_options):

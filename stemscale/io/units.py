@@ -88,7 +88,7 @@ def to_angstrom(value: Any, unit: Any, what: str) -> float:
     try:  # fall back on pint (a rosettasciio dependency) for unusual spellings
         import pint
 
-        registry = pint.UnitRegistry()
+        registry: pint.UnitRegistry[Any] = pint.UnitRegistry()
         quantity = number * registry.parse_units(str(unit).strip("[]"))
         return float(quantity.to("angstrom").magnitude)
     except Exception:

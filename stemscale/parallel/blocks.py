@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Iterator, Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -96,13 +96,13 @@ def plan_blocks(
     if halo < 0:
         raise InputError(f"halo must be >= 0 pixels, got {halo}")
     if all(isinstance(c, (int, np.integer)) for c in chunks):
-        bh, bw = (int(c) for c in chunks)
+        bh, bw = (int(c) for c in cast(Sequence[int], chunks))
         if bh <= 0 or bw <= 0:
             raise InputError(f"block shape must be positive, got {tuple(chunks)}")
         ychunks = [bh] * (ny // bh) + ([ny % bh] if ny % bh else [])
         xchunks = [bw] * (nx // bw) + ([nx % bw] if nx % bw else [])
     else:
-        ychunks, xchunks = (list(c) for c in chunks)
+        ychunks, xchunks = (list(c) for c in cast(Sequence[Sequence[int]], chunks))
     yedges, xedges = _edges(ychunks), _edges(xchunks)
     if yedges[-1] != ny or xedges[-1] != nx:
         raise InputError(f"chunks {chunks} do not add up to the mosaic shape {(ny, nx)}")
@@ -146,9 +146,3 @@ def required_halo(detector_margin: int, fit_window: int, safety: int = 2) -> int
         Extra pixels for sub-pixel shifts of fitted centres.
     """
     return int(detector_margin) + int(fit_window) // 2 + 1 + int(safety)
-
-
-def iter_windows(image: np.ndarray, specs: Sequence[BlockSpec]) -> Iterator[tuple[BlockSpec, np.ndarray]]:
-    """Yield (spec, window array) for an in-memory image (tests, small frames)."""
-    for spec in specs:
-        yield spec, image[spec.window_slices()]

@@ -241,7 +241,10 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
                        amp=config.amp, stats=config.stats, resample=True,
                        return_proba=return_proba)
         columns, found_defects = found.columns, found.defects
-        proba = _on_window_grid(found.proba, image.shape) if return_proba else None
+        proba = None
+        if return_proba:
+            assert found.proba is not None  # detect(return_proba=True) keeps them
+            proba = _on_window_grid(found.proba, image.shape)
     else:
         raise InputError(f"detector must be 'fcn' or 'peaks', got {config.detector!r}")
     oy, ox = spec.origin
@@ -275,10 +278,10 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
         })
         # A failed fit (diverged, left its window ...) reports its start position, so its
         # owner is the block that found it and its row never lands somewhere arbitrary.
-        bad = _failed(atoms)
-        atoms.loc[bad, "x_px"] = seeds["x_px"].to_numpy()[bad] + ox
-        atoms.loc[bad, "y_px"] = seeds["y_px"].to_numpy()[bad] + oy
-        atoms.loc[bad, ["x_err_pm", "y_err_pm", "amplitude", "sigma_x_px", "sigma_y_px",
+        failed = _failed(atoms)
+        atoms.loc[failed, "x_px"] = seeds["x_px"].to_numpy()[failed] + ox
+        atoms.loc[failed, "y_px"] = seeds["y_px"].to_numpy()[failed] + oy
+        atoms.loc[failed, ["x_err_pm", "y_err_pm", "amplitude", "sigma_x_px", "sigma_y_px",
                         "background"]] = np.nan
         ty, tx = config.translation_angstrom
         atoms["x_A"] = atoms["x_px"] * ps + tx

@@ -10,7 +10,7 @@ Output layout (a folder, local or on a shared file system)::
 With ``labels=True`` (FCN detector) each block also writes its core of the
 argmax class image and, with ``probabilities=True``, of the quantised class
 probabilities, as OME-NGFF label images in the mosaic's zarr (``labels/``) or
-in a separate store (``labels_store=``); see :mod:`stemscale.parallel.labels`.
+in a separate store (``labels_store=``); see :mod:`stemscale.io.labels`.
 
 Each block task reads its own haloed window from the zarr store (never ships
 pixels from the client), runs :func:`process_block`, writes its two parts
@@ -36,7 +36,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import CorruptBlockError, InputError
 from .blocks import BlockSpec, plan_blocks
-from .labels import LabelsTarget, finish_labels, new_run_id, prepare_labels, write_block_labels
+from ..io.labels import LabelsTarget, finish_labels, new_run_id, prepare_labels, write_block_labels
 from .process import BlockConfig, empty_atoms, empty_defects, process_block
 
 __all__ = ["RunResult", "mosaic_statistics", "run_mosaic", "read_block_window", "load_tables"]
@@ -125,7 +125,9 @@ def _limit_numba_threads() -> None:
     try:
         import numba
 
-        numba.set_num_threads(max(1, min(int(wanted), numba.config.NUMBA_NUM_THREADS)))
+        # NUMBA_NUM_THREADS is set from the environment at import, so numba's stubs lack it
+        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+        numba.set_num_threads(max(1, min(int(wanted), limit)))
     except (ImportError, ValueError):
         pass
 
@@ -141,7 +143,9 @@ def _block_task(url: str, spec: BlockSpec, config: BlockConfig, out: str,
         atoms, defects = process_block(window, spec, config)
     else:
         atoms, defects, proba = process_block(window, spec, config, return_proba=True)
-        write_block_labels(labels, spec, proba)  # before the marker: a resumed run redoes it
+        core = None if proba is None else np.asarray(proba)[(slice(None), *spec.core_in_window())]
+        # before the marker: a resumed run redoes it
+        write_block_labels(labels, spec.core, core, spec.key)
     root = Path(out)
     _atomic_parquet(atoms, root / "atoms" / f"part-{spec.key}.parquet")
     _atomic_parquet(defects, root / "defects" / f"part-{spec.key}.parquet")

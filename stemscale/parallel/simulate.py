@@ -25,8 +25,9 @@ from ..errors import InputError
 from ..executor import compute
 from ..io import create_mosaic, mark_complete
 from ..io.mosaic import shard_shape, write_region
-from ..io.store import PathLike, make_store, remove_store, store_exists
+from ..io.store import make_store, remove_store, store_exists
 from ..io.truth import truth_part_name, truth_url_for, write_truth_marker, write_truth_part
+from ..io.zarr_nodes import array_at
 from ..simulate.frame import check_shape
 from ..simulate.probe import Microscope
 from ..simulate.region import RENDER_TILE, render_region
@@ -102,7 +103,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def simulate_mosaic(
-    url: PathLike,
+    url: str | os.PathLike[str],
     shape: Sequence[int] = (8192, 8192),
     *,
     chunks: Sequence[int] = (512, 512),
@@ -112,7 +113,7 @@ def simulate_mosaic(
     microscope: Microscope | None = None,
     dose_e_per_a2: float = 7300.0,
     distortions: Distortions | None = None,
-    truth_url: PathLike | None = None,
+    truth_url: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
     storage_options: dict[str, Any] | None = None,
@@ -161,7 +162,12 @@ def simulate_mosaic(
     ny, nx = check_shape(shape)
     if not isinstance(render_tile, (int, np.integer)) or render_tile < 32:
         raise InputError(f"render_tile must be an integer >= 32 pixels, got {render_tile!r}")
-    scene = Scene(sample, microscope, distortions, dose_e_per_a2, seed)  # validates everything first
+    scene = Scene(  # validates everything first; None means the default
+        sample if sample is not None else Sample(),
+        microscope if microscope is not None else Microscope(),
+        distortions if distortions is not None else Distortions(),
+        dose_e_per_a2, seed,
+    )
     truth_where = os.fspath(truth_url) if truth_url is not None else truth_url_for(url)
     options = dict(storage_options or {})
     if store_exists(truth_where, storage_options=options):
@@ -176,7 +182,7 @@ def simulate_mosaic(
         storage_options=options or None, overwrite=overwrite,
         details={"command": "simulate_mosaic", "seed": scene.seed, "truth_url": truth_where},
     )
-    shard = shard_shape(group["0"])
+    shard = shard_shape(array_at(group, "0", os.fspath(url)))
     job = _Job(
         sample=scene.sample, microscope=scene.microscope, distortions=scene.distortions,
         dose=scene.dose_e_per_a2, seed=scene.seed, url=os.fspath(url), truth_url=truth_where,

@@ -11,14 +11,16 @@ PipelineConfig, TrainPipeline
 RunFolder, read_run
     ``run.json``: resolved configuration, versions, cluster, times, stages.
 metal_spacings, classify_sublattices
-    Metal-metal spacings of a 2H-MX2 frame from its fitted columns.
+    Metal-metal spacings of a 2H-MX2 frame from its fitted columns (re-exported
+    from :mod:`stemscale.strain.spacing` and :mod:`stemscale.lattice.sublattice`).
 """
 
 from __future__ import annotations
 
+from ..lattice import classify_sublattices
+from ..strain.spacing import metal_spacings
 from .config import KINDS, PipelineConfig, TrainPipeline, apply_overrides, load_pipeline
 from .runfolder import RunFolder, read_run
-from .spacing import classify_sublattices, metal_spacings
 
 __all__ = [
     "KINDS",

@@ -1,56 +1,72 @@
-"""Adapters between the pipeline runner and library stages that may not exist yet.
+"""The calls from the pipeline runner into the averaging and strain libraries.
 
 Each adapter is the one place where the runner meets a library package's
-public API.  When the package does not export what the adapter needs (an
-older or partial installation, a stage still being built), the adapter
-raises :class:`StageUnavailable` and the runner records the stage as
-``skipped`` with the note "stage not available in this version", instead of
-failing the whole run.  Errors *inside* an available stage are real errors
-and stop the run.
-
-Contracts (what must be importable for a stage to run):
-
-``average``
-    ``stemscale.average``: ``screen_defects``, ``select_pristine``,
-    ``average_classes``, ``AveragingConfig``, ``ScreeningRules`` (and
-    ``detections_from_truth`` for a demo without a defect detector).
-``strain``
-    ``stemscale.strain``: ``analyse_class`` (and optionally ``MeasureConfig``).
+public API; the packages are dependencies, imported directly, so an API that
+is missing is a programming error that stops the run.  A stage that has
+nothing to work on (no defect passed the screening, no averages to measure)
+raises :class:`StageUnavailable`: the runner records it as ``skipped`` with
+the reason and goes on.  A missing third-party module is never a skip:
+:func:`missing_dependency` turns it into an error naming the module and, for
+an optional extra of stemscale, the ``pip install`` that provides it.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["StageUnavailable", "require", "average_stage", "strain_stage"]
+from ..errors import StemscaleError
+
+if TYPE_CHECKING:
+    from ..average import AveragingResult
+    from ..strain import ClassStrain
+
+__all__ = ["MissingDependencyError", "StageUnavailable", "average_stage", "missing_dependency",
+           "strain_stage"]
+
+#: Top-level module -> the optional extra of stemscale that installs it (pyproject.toml).
+OPTIONAL_EXTRAS = {
+    "cupy": "gpu", "cupyx": "gpu", "dask_cuda": "gpu", "rmm": "gpu",
+    "dask_jobqueue": "deploy", "dask_kubernetes": "deploy", "kubernetes": "deploy",
+    "ase": "ase",
+}
 
 
 class StageUnavailable(Exception):
-    """A stage's library API is missing from this installation (the stage is skipped)."""
+    """A stage has nothing to work on (e.g. no defects to average): it is recorded as skipped.
+
+    Never raised for a missing module or API: those are errors.
+    """
 
 
-def require(module: str, *names: str) -> list[Any]:
-    """Import ``names`` from ``module`` or raise :class:`StageUnavailable` saying what is missing."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise StageUnavailable(f"stage not available in this version ({module} cannot be "
-                               f"imported: {exc})") from None
-    missing = [n for n in names if not hasattr(mod, n)]
-    if missing:
-        raise StageUnavailable(f"stage not available in this version ({module} does not "
-                               f"provide {', '.join(missing)})")
-    return [getattr(mod, n) for n in names]
+class MissingDependencyError(StemscaleError, ImportError):
+    """A stage needs a module that is not installed (the run fails, naming it)."""
+
+
+def missing_dependency(exc: ModuleNotFoundError, stage: str) -> Exception:
+    """The error to raise for ``exc`` escaping ``stage``.
+
+    A third-party module becomes a :class:`MissingDependencyError` naming the
+    module and the ``pip install`` that provides it; a missing stemscale module
+    is a programming error and is returned unchanged.
+    """
+    name = exc.name or ""
+    top = name.partition(".")[0]
+    if not name or top == "stemscale":
+        return exc
+    extra = OPTIONAL_EXTRAS.get(top)
+    how = (f"pip install 'stemscale[{extra}]'" if extra else
+           f"it is a dependency of stemscale; reinstall it (pip install {top})")
+    return MissingDependencyError(f"stage '{stage}' needs the module '{name}', which is not "
+                                  f"installed: {how}", name=name)
 
 
 def average_stage(*, mosaic: Any, sites: pd.DataFrame, defects: pd.DataFrame, pixel_size: float,
                   shape: tuple[int, int], classes: list[str] | None, options: dict[str, Any],
-                  out: Path) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+                  out: Path) -> tuple[AveragingResult, pd.DataFrame, dict[str, Any]]:
     """Screen isolated defects and pristine references, then class-average their crops.
 
     Parameters
@@ -66,7 +82,8 @@ def average_stage(*, mosaic: Any, sites: pd.DataFrame, defects: pd.DataFrame, pi
     classes
         Defect classes to average (default: every class in ``defects``).
     options
-        Fields of the library's ``AveragingConfig``.
+        Fields of :class:`stemscale.average.AveragingConfig` (checked when the pipeline
+        file was read).
     out
         Run folder; the crop stack goes to ``out / "crops.zarr"``.
 
@@ -74,9 +91,9 @@ def average_stage(*, mosaic: Any, sites: pd.DataFrame, defects: pd.DataFrame, pi
     -------
     (averaging result, the averaged rows with ``class``, ``cx_px``, ``cy_px``, summary dict)
     """
-    screen_defects, select_pristine, average_classes, AveragingConfig, ScreeningRules = require(
-        "stemscale.average", "screen_defects", "select_pristine", "average_classes",
-        "AveragingConfig", "ScreeningRules")
+    from ..average import AveragingConfig, ScreeningRules, screen_defects, select_pristine
+    from ..parallel.averaging import average_classes
+
     rules = ScreeningRules()
     screened = screen_defects(defects, pixel_size_A=pixel_size, mosaic_shape=shape,
                               classes=classes, rules=rules)
@@ -90,15 +107,16 @@ def average_stage(*, mosaic: Any, sites: pd.DataFrame, defects: pd.DataFrame, pi
     result = average_classes(mosaic, kept, pixel_size_A=pixel_size,
                              config=AveragingConfig(**options), stack_url=str(out / "crops.zarr"),
                              screening=screened.counts)
-    np.savez_compressed(out / "class_averages.npz", **{c: result.mean(c) for c in result.classes})
+    means: dict[str, Any] = {c: result.mean(c) for c in result.classes}
+    np.savez_compressed(out / "class_averages.npz", **means)
     summary = {"screening": screened.counts,
                "averaged": {c: result.count(c) for c in result.classes},
                "class_averages": "class_averages.npz", "crop_stack": "crops.zarr"}
     return result, kept, summary
 
 
-def strain_stage(*, averages: Any, options: dict[str, Any], out: Path
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+def strain_stage(*, averages: AveragingResult | None, options: dict[str, Any], out: Path
+                 ) -> tuple[dict[str, ClassStrain], dict[str, Any]]:
     """Measure every class average against the pristine average, with bootstrap errors.
 
     Parameters
@@ -106,7 +124,8 @@ def strain_stage(*, averages: Any, options: dict[str, Any], out: Path
     averages
         The result of :func:`average_stage`.
     options
-        Fields of the library's ``MeasureConfig``.
+        Fields of :class:`stemscale.strain.MeasureConfig` (checked when the pipeline file
+        was read).
     out
         Run folder; per-class tables go to ``out / "strain"``.
 
@@ -114,17 +133,15 @@ def strain_stage(*, averages: Any, options: dict[str, Any], out: Path
     -------
     (class -> the library's measurement object, summary dict)
     """
-    (analyse_class,) = require("stemscale.strain", "analyse_class")
+    from ..strain import MeasureConfig, analyse_class
+
     if averages is None:
         raise StageUnavailable("no class averages (the average stage did not run)")
-    config = None
-    if options:
-        (MeasureConfig,) = require("stemscale.strain", "MeasureConfig")
-        config = MeasureConfig(**options)
+    config = MeasureConfig(**options) if options else None
     folder = out / "strain"
     folder.mkdir(exist_ok=True)
     summary: dict[str, Any] = {}
-    measured: dict[str, Any] = {}
+    measured: dict[str, ClassStrain] = {}
     if "pristine" not in averages.classes:
         raise StageUnavailable("no pristine reference average, so there is nothing to compare with")
     for cls in averages.classes:

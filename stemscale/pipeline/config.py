@@ -8,27 +8,45 @@ A pipeline YAML names its ``kind`` and holds one section per stage::
     fit:      {window: 7}
     cluster:  {kind: local}
 
-Sections a kind does not use are errors (they would be silently ignored
-otherwise), unknown keys name the closest valid spelling, and every relative
-path is taken relative to the YAML file's folder.  ``train_fcn`` files are the
-detection package's training configuration
-(:func:`stemscale.detect.load_train_config`), with or without a
-``kind: train_fcn`` line.
+Every section is a frozen pydantic model; each kind is a model with the
+sections it uses (:data:`KINDS`), so a section of another kind is an error
+(it would be silently ignored otherwise).  Unknown keys name the closest valid
+spelling, ``options`` passed to a library dataclass are checked against its
+fields, and every relative path is taken relative to the YAML file's folder.
+``train_fcn`` files are the detection package's training configuration
+(:class:`stemscale.detect.TrainConfig`), with or without a ``kind: train_fcn``
+line.  Loading and messages: :mod:`stemscale.config_base`.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, \
+    field_validator, model_validator
 
 from ..classes import DEFECT_CLASSES
+from ..config_base import (
+    Bool,
+    ConfigModel,
+    Float,
+    Int,
+    Invalid,
+    Str,
+    closest,
+    dataclass_options,
+    read_yaml,
+    validate,
+)
 from ..errors import InputError, MosaicNotFoundError
-from .schema import build, check_keys, closest, to_plain
+
+if TYPE_CHECKING:
+    from ..detect.config import TrainConfig
 
 __all__ = [
     "KINDS",
@@ -45,61 +63,131 @@ __all__ = [
     "ClusterSection",
     "OutputSection",
     "PipelineConfig",
+    "DemoPipeline",
+    "DefectStrainPipeline",
+    "RealFramePipeline",
     "TrainPipeline",
     "apply_overrides",
+    "check_cluster_kind",
+    "from_dict",
     "load_pipeline",
     "parse_override",
+    "resolve_path",
 ]
 
 Material = Literal["WSe2", "MoS2", "WS2", "MoSe2"]
+Positive = Annotated[Float, Field(gt=0)]
+NonNegative = Annotated[Float, Field(ge=0)]
+PositiveInt = Annotated[Int, Field(gt=0)]
+NonNegativeInt = Annotated[Int, Field(ge=0)]
+Pair = tuple[PositiveInt, PositiveInt]
 
 
-def _positive(where: str, name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InputError(f"'{where}.{name}' must be {bound}, got {value!r}")
+# ----------------------------------------------------------------------------- paths
+def resolve_path(value: str, base: Path | None) -> str:
+    """``value`` relative to ``base`` unless it is absolute, a URL or ``~``-relative."""
+    if "://" in value or base is None:
+        return value
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _base(info: ValidationInfo) -> Path | None:
+    return (info.context or {}).get("base")
+
+
+def _path(value: str, info: ValidationInfo) -> str:
+    return resolve_path(value, _base(info))
+
+
+def _maybe_path(value: str, info: ValidationInfo) -> str:
+    # A shipped model name ("wse2") stays a name; "models/x.json" is a path.
+    looks = "/" in value or os.sep in value or value.endswith((".json", ".pt", ".zarr", ".yaml"))
+    return resolve_path(value, _base(info)) if looks else value
+
+
+#: A path, taken relative to the YAML file's folder.
+PathStr = Annotated[Str, AfterValidator(_path)]
+#: A name, or a path (relative to the YAML file) when it looks like one.
+NameOrPath = Annotated[Str, AfterValidator(_maybe_path)]
+
+
+def _defect_classes(classes: Any, what: str = "defect class") -> Any:
+    for cls in classes or ():
+        if cls not in DEFECT_CLASSES:
+            near = closest(cls, DEFECT_CLASSES)
+            raise Invalid(f"has unknown {what} {cls!r}{f'; did you mean {near!r}?' if near else ''} "
+                          f"(classes: {', '.join(DEFECT_CLASSES)})")
+    return classes
+
+
+def _averaging_options(options: dict[str, Any]) -> dict[str, Any]:
+    if not options:
+        return {}
+    from ..average import AveragingConfig
+
+    return dataclass_options(AveragingConfig, options, "stemscale.average.AveragingConfig")
+
+
+def _measure_options(options: dict[str, Any]) -> dict[str, Any]:
+    if not options:
+        return {}
+    from ..strain import MeasureConfig
+
+    return dataclass_options(MeasureConfig, options, "stemscale.strain.MeasureConfig")
+
+
+def check_cluster_kind(kind: str, where: str = "cluster.kind") -> str:
+    """``kind`` if it names a cluster (``local``, ..., an address or a scheduler file).
+
+    Raises
+    ------
+    InputError
+        Naming ``where`` and the closest valid kind.
+    """
+    problem = _cluster_kind_problem(kind)
+    if problem:
+        raise InputError(f"'{where}' {problem}")
+    return kind
+
+
+def _cluster_kind_problem(kind: str) -> str | None:
+    from ..parallel import CLUSTER_KINDS
+
+    if kind in CLUSTER_KINDS or "://" in kind or kind.endswith(".json"):
+        return None
+    near = closest(kind, CLUSTER_KINDS)
+    return (f"must be one of {', '.join(CLUSTER_KINDS)}, a scheduler address (tcp://host:8786) "
+            f"or a scheduler file (.json), got {kind!r}{f'; did you mean {near!r}?' if near else ''}")
 
 
 # ----------------------------------------------------------------------------- sections
-@dataclass
-class SimulateSection:
-    """A synthetic mosaic with ground truth (:func:`stemscale.simulate.simulate_mosaic`).
+class Section(ConfigModel):
+    """A section of a pipeline file (read-only once loaded)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class SimulateSection(Section):
+    """A synthetic mosaic with ground truth (:func:`stemscale.parallel.simulate.simulate_mosaic`).
 
     ``concentrations`` are fractions of sites per defect class (default: the
     simulator's); ``min_defect_spacing_A`` thins defects so more of them are
     isolated; ``chunks``/``shards`` set the zarr layout (a block = a shard).
     """
 
-    shape: tuple[int, int] = (2048, 2048)
-    seed: int = 2020
+    shape: Pair = (2048, 2048)
+    seed: Int = 2020
     material: Material = "WSe2"
-    dose_e_per_a2: float = 7300.0
-    concentrations: dict[str, float] | None = None
-    min_defect_spacing_A: float = 0.0
-    position_noise_pm: float = 0.0
-    chunks: tuple[int, int] = (512, 512)
-    shards: tuple[int, int] = (1024, 1024)
-
-    def check(self, where: str) -> None:
-        for name in ("shape", "chunks", "shards"):
-            if min(getattr(self, name)) <= 0:
-                raise InputError(f"'{where}.{name}' must be two positive integers, got "
-                                 f"{list(getattr(self, name))}")
-        _positive(where, "dose_e_per_a2", self.dose_e_per_a2)
-        _positive(where, "min_defect_spacing_A", self.min_defect_spacing_A, allow_zero=True)
-        _positive(where, "position_noise_pm", self.position_noise_pm, allow_zero=True)
-        for cls in self.concentrations or {}:
-            if cls not in DEFECT_CLASSES:
-                near = closest(cls, DEFECT_CLASSES)
-                raise InputError(f"'{where}.concentrations' has unknown defect class {cls!r}"
-                                 f"{f'; did you mean {near!r}?' if near else ''} "
-                                 f"(classes: {', '.join(DEFECT_CLASSES)})")
+    dose_e_per_a2: Positive = 7300.0
+    concentrations: Annotated[dict[str, Float] | None, AfterValidator(_defect_classes)] = None
+    min_defect_spacing_A: NonNegative = 0.0
+    position_noise_pm: NonNegative = 0.0
+    chunks: Pair = (512, 512)
+    shards: Pair = (1024, 1024)
 
 
-@dataclass
-class InputSection:
+class InputSection(Section):
     """Where the data comes from: exactly one of ``mosaic``, ``files`` or ``example``.
 
     ``mosaic`` is an existing stemscale zarr store (path or ``s3://`` URL);
@@ -107,36 +195,33 @@ class InputSection:
     ``<run>/mosaic.zarr`` (placed by their stage positions or ``positions``);
     ``example: temul_mos2`` is the Se-implanted MoS2 frame shipped in
     ``temul-toolkit`` (installed with ``pip --no-deps`` on first use).
+    ``storage_options`` go to fsspec unchanged.
     """
 
-    mosaic: str | None = field(default=None, metadata={"path": True})
-    files: list[str] | None = field(default=None, metadata={"path": True})
+    mosaic: PathStr | None = None
+    files: list[PathStr] | None = None
     example: Literal["temul_mos2"] | None = None
-    pixel_size_angstrom: float | None = None
-    positions: str | None = field(default=None, metadata={"path": True})
+    pixel_size_angstrom: Positive | None = None
+    positions: PathStr | None = None
     material: Material | None = None
-    high_tension_kv: float | None = None
-    dose_e_per_a2: float | None = None
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    chunks: tuple[int, int] = (512, 512)
-    shards: tuple[int, int] = (2048, 2048)
+    high_tension_kv: Float | None = None
+    dose_e_per_a2: Float | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    chunks: Pair = (512, 512)
+    shards: Pair = (2048, 2048)
 
-    def check(self, where: str) -> None:
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSection:
         given = [k for k in ("mosaic", "files", "example") if getattr(self, k)]
         if len(given) != 1:
-            raise InputError(f"'{where}' needs exactly one of 'mosaic', 'files' or 'example', "
-                             f"got {given or 'none'}")
-        _positive(where, "pixel_size_angstrom", self.pixel_size_angstrom)
+            raise Invalid(f"needs exactly one of 'mosaic', 'files' or 'example', got {given or 'none'}")
         if self.mosaic and self.pixel_size_angstrom is not None:
-            raise InputError(f"'{where}.pixel_size_angstrom' applies to raw files; a mosaic "
-                             "carries its pixel size in its NGFF metadata")
-        for name in ("chunks", "shards"):
-            if min(getattr(self, name)) <= 0:
-                raise InputError(f"'{where}.{name}' must be two positive integers")
+            raise Invalid("applies to raw files; a mosaic carries its pixel size in its NGFF "
+                          "metadata", key="pixel_size_angstrom")
+        return self
 
 
-@dataclass
-class DetectSection:
+class DetectSection(Section):
     """Finding columns (and defects): the FCN or classical peaks.
 
     ``detector: auto`` uses the FCN when a model is available (``model`` or a
@@ -152,78 +237,69 @@ class DetectSection:
     """
 
     detector: Literal["auto", "fcn", "peaks"] = "auto"
-    model: str | None = field(default=None, metadata={"path": "maybe"})
-    tta: bool = True
-    device: str = "cpu"
-    amp: bool = False
-    column_spacing_angstrom: float | None = None
-    detector_margin: int = 64
-    labels: bool = False
-    probabilities: bool = False
-    labels_store: str | None = field(default=None, metadata={"path": True})
+    model: NameOrPath | None = None
+    tta: Bool = True
+    device: Str = "cpu"
+    amp: Bool = False
+    column_spacing_angstrom: Positive | None = None
+    detector_margin: NonNegativeInt = 64
+    labels: Bool = False
+    probabilities: Bool = False
+    labels_store: PathStr | None = None
 
     @property
     def wants_labels(self) -> bool:
         return bool(self.labels or self.probabilities or self.labels_store)
 
-    def check(self, where: str) -> None:
-        _positive(where, "column_spacing_angstrom", self.column_spacing_angstrom)
-        _positive(where, "detector_margin", self.detector_margin, allow_zero=True)
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not (device == "cpu" or device.startswith("cuda")):
+            raise Invalid(f"must be 'cpu' or 'cuda', got {device!r}")
+        return device
+
+    @model_validator(mode="after")
+    def _labels_need_fcn(self) -> DetectSection:
         if self.wants_labels and self.detector == "peaks":
-            raise InputError(f"'{where}.labels' holds the FCN's class probabilities; the "
-                             "peaks detector has none (set detector: fcn or auto)")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise InputError(f"'{where}.device' must be 'cpu' or 'cuda', got {self.device!r}")
+            raise Invalid("holds the FCN's class probabilities; the peaks detector has none "
+                          "(set detector: fcn or auto)", key="labels")
+        return self
 
 
-@dataclass
-class FitSection:
+class FitSection(Section):
     """Gaussian refinement of every column (:func:`stemscale.fit.refine_positions`)."""
 
-    window: int = 7
+    window: Int = 7
     model: Literal["gauss2d", "gauss2d_elliptic", "gauss2d_rotated"] = "gauss2d_elliptic"
     estimator: Literal["lse", "mle"] = "lse"
-    snap_radius: int = 3
-    tolerance: float = 1e-10
-    max_iterations: int = 100
+    snap_radius: NonNegativeInt = 3
+    tolerance: Positive = 1e-10
+    max_iterations: PositiveInt = 100
 
-    def check(self, where: str) -> None:
-        if self.window < 3 or self.window % 2 == 0:
-            raise InputError(f"'{where}.window' must be an odd number of pixels >= 3, got {self.window}")
-        _positive(where, "snap_radius", self.snap_radius, allow_zero=True)
-        _positive(where, "tolerance", self.tolerance)
-        _positive(where, "max_iterations", self.max_iterations)
+    @field_validator("window")
+    @classmethod
+    def _odd(cls, window: int) -> int:
+        if window < 3 or window % 2 == 0:
+            raise Invalid(f"must be an odd number of pixels >= 3, got {window}")
+        return window
 
 
-@dataclass
-class BlocksSection:
+class BlocksSection(Section):
     """How the mosaic is cut: block core ``shape`` (default: the store's shards)."""
 
-    shape: tuple[int, int] | None = None
-    retries: int = 2
-
-    def check(self, where: str) -> None:
-        if self.shape is not None and min(self.shape) <= 0:
-            raise InputError(f"'{where}.shape' must be two positive integers, got {list(self.shape)}")
-        _positive(where, "retries", self.retries, allow_zero=True)
+    shape: Pair | None = None
+    retries: NonNegativeInt = 2
 
 
-@dataclass
-class ScoreSection:
+class ScoreSection(Section):
     """Scoring against the simulator's truth (demo): match radii in pixels."""
 
-    defect_radius_px: float = 7.5
-    column_radius_px: float | None = None
-    border_px: float = 8.0
-
-    def check(self, where: str) -> None:
-        _positive(where, "defect_radius_px", self.defect_radius_px)
-        _positive(where, "column_radius_px", self.column_radius_px)
-        _positive(where, "border_px", self.border_px, allow_zero=True)
+    defect_radius_px: Positive = 7.5
+    column_radius_px: Positive | None = None
+    border_px: NonNegative = 8.0
 
 
-@dataclass
-class SpacingSection:
+class SpacingSection(Section):
     """Metal-metal nearest-neighbour spacings in a pristine region (real frames).
 
     ``region_A`` is ``[x0, x1, y0, y1]`` in Å (default: the whole image);
@@ -234,177 +310,257 @@ class SpacingSection:
     is within ``tolerance`` (relative) of the measured lattice constant.
     """
 
-    enabled: bool = True
-    region_A: tuple[float, float, float, float] | None = None
-    exclude_radius_A: float = 4.0
-    substitution_threshold: float = 4.0
-    tolerance: float = 0.1
-    edge_A: float = 3.0
+    enabled: Bool = True
+    region_A: tuple[Float, Float, Float, Float] | None = None
+    exclude_radius_A: NonNegative = 4.0
+    substitution_threshold: Positive = 4.0
+    tolerance: Float = 0.1
+    edge_A: NonNegative = 3.0
 
-    def check(self, where: str) -> None:
-        if self.region_A is not None:
-            x0, x1, y0, y1 = self.region_A
+    @field_validator("region_A")
+    @classmethod
+    def _region(cls, region: tuple[float, float, float, float] | None
+                ) -> tuple[float, float, float, float] | None:
+        if region is not None:
+            x0, x1, y0, y1 = region
             if not (x1 > x0 and y1 > y0):
-                raise InputError(f"'{where}.region_A' must be [x0, x1, y0, y1] with x1 > x0 and y1 > y0")
-        _positive(where, "exclude_radius_A", self.exclude_radius_A, allow_zero=True)
-        _positive(where, "substitution_threshold", self.substitution_threshold)
-        if not 0 < self.tolerance < 0.15:
-            raise InputError(f"'{where}.tolerance' must be in (0, 0.15) (beyond that chalcogen "
-                             f"columns count as metal neighbours), got {self.tolerance}")
-        _positive(where, "edge_A", self.edge_A, allow_zero=True)
+                raise Invalid("must be [x0, x1, y0, y1] with x1 > x0 and y1 > y0")
+        return region
+
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance(cls, tolerance: float) -> float:
+        if not 0 < tolerance < 0.15:
+            raise Invalid("must be in (0, 0.15) (beyond that chalcogen columns count as metal "
+                          f"neighbours), got {tolerance}")
+        return tolerance
 
 
-@dataclass
-class AverageSection:
+class AverageSection(Section):
     """Screening and class averaging (:mod:`stemscale.average`).
 
     ``defects``: ``detected`` averages the detector's defects; ``truth`` the
     simulation's true defects (demo only: a precision study independent of
     the detector); ``auto`` the detected ones, or on a simulated mosaic the
     true ones when the detector finds none (e.g. the peaks detector).
-    ``options`` go unchanged to the averaging library's own configuration,
-    which validates them.
+    ``options`` are fields of :class:`stemscale.average.AveragingConfig`
+    (checked when the file is read).
     """
 
-    enabled: bool = True
+    enabled: Bool = True
     defects: Literal["auto", "detected", "truth"] = "auto"
-    classes: list[str] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def check(self, where: str) -> None:
-        for cls in self.classes or []:
-            if cls not in DEFECT_CLASSES:
-                near = closest(cls, DEFECT_CLASSES)
-                raise InputError(f"'{where}.classes' has unknown defect class {cls!r}"
-                                 f"{f'; did you mean {near!r}?' if near else ''}")
+    classes: Annotated[list[Str] | None, AfterValidator(_defect_classes)] = None
+    options: Annotated[dict[str, Any], AfterValidator(_averaging_options)] = Field(
+        default_factory=dict)
 
 
-@dataclass
-class StrainSection:
-    """Spacings and displacements in the class averages (:mod:`stemscale.strain`)."""
+class StrainSection(Section):
+    """Spacings and displacements in the class averages (:mod:`stemscale.strain`).
 
-    enabled: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    ``options`` are fields of :class:`stemscale.strain.MeasureConfig` (checked
+    when the file is read).
+    """
+
+    enabled: Bool = True
+    options: Annotated[dict[str, Any], AfterValidator(_measure_options)] = Field(
+        default_factory=dict)
 
 
-@dataclass
-class ReportSection:
+class ReportSection(Section):
     """The report: ``report.md`` (or ``.html``) with the numbers and figures.
 
     ``notes`` are printed in the report as they are (caveats about the data,
     e.g. a known calibration error).
     """
 
-    enabled: bool = True
+    enabled: Bool = True
     format: Literal["markdown", "html"] = "markdown"
-    figures: bool = True
-    notes: list[str] = field(default_factory=list)
+    figures: Bool = True
+    notes: list[Str] = Field(default_factory=list)
 
 
-@dataclass
-class ClusterSection:
+class ClusterSection(Section):
     """Where it runs; ``--cluster`` on the command line overrides ``kind``.
 
     ``kind``: ``local``, ``cuda``, ``slurm``, ``kubernetes``, a scheduler
     address (``tcp://host:8786``) or a scheduler file (``scheduler.json``).
     ``workers``/``threads_per_worker``/``memory_limit`` size a local cluster;
     ``jobs`` is the number of SLURM jobs or Kubernetes workers to start;
-    ``options`` go to :func:`stemscale.parallel.make_cluster`.
+    ``options`` go to :func:`stemscale.parallel.make_cluster` unchanged (their
+    keys depend on the kind, so they are not checked here).
     """
 
-    kind: str = "local"
-    workers: int | None = None
-    threads_per_worker: int = 1
-    memory_limit: str | None = None
-    jobs: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
+    kind: Str = "local"
+    workers: PositiveInt | None = None
+    threads_per_worker: PositiveInt = 1
+    memory_limit: Str | None = None
+    jobs: PositiveInt = 1
+    options: dict[str, Any] = Field(default_factory=dict)
 
-    def check(self, where: str) -> None:
-        from ..parallel import CLUSTER_KINDS
-
-        k = self.kind
-        if not (k in CLUSTER_KINDS or "://" in k or k.endswith(".json")):
-            near = closest(k, CLUSTER_KINDS)
-            raise InputError(
-                f"'{where}.kind' must be one of {', '.join(CLUSTER_KINDS)}, a scheduler address "
-                f"(tcp://host:8786) or a scheduler file (.json), got {k!r}"
-                f"{f'; did you mean {near!r}?' if near else ''}")
-        _positive(where, "workers", self.workers)
-        _positive(where, "threads_per_worker", self.threads_per_worker)
-        _positive(where, "jobs", self.jobs)
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, kind: str) -> str:
+        problem = _cluster_kind_problem(kind)
+        if problem:
+            raise Invalid(problem)
+        return kind
 
 
-@dataclass
-class OutputSection:
+class OutputSection(Section):
     """The run folder (default ``./stemscale-output/<name>-<date-time>``)."""
 
-    dir: str | None = field(default=None, metadata={"path": True})
-    overwrite: bool = False
+    dir: PathStr | None = None
+    overwrite: Bool = False
 
 
 # ----------------------------------------------------------------------------- kinds
-#: Kind -> (section name -> section class) it accepts, and the sections it needs.
-_COMMON = {"detect": DetectSection, "fit": FitSection, "blocks": BlocksSection,
-           "report": ReportSection, "cluster": ClusterSection, "output": OutputSection}
-KINDS: dict[str, dict[str, type]] = {
-    "demo": {"simulate": SimulateSection, **_COMMON, "score": ScoreSection,
-             "average": AverageSection, "strain": StrainSection},
-    "defect_strain": {"input": InputSection, **_COMMON, "average": AverageSection,
-                      "strain": StrainSection},
-    "real_frame": {"input": InputSection, **_COMMON, "spacing": SpacingSection},
-    "train_fcn": {},  # the detection package's own schema (TrainConfig)
-}
-_REQUIRED = {"defect_strain": ("input",), "real_frame": ("input",)}
-_TOP = ("kind", "name", "description")
-
-
-@dataclass
-class PipelineConfig:
+class PipelineConfig(ConfigModel):
     """A validated pipeline: its kind, its sections and where it came from.
+
+    One subclass per kind (:class:`DemoPipeline`, :class:`DefectStrainPipeline`,
+    :class:`RealFramePipeline`) holds the sections that kind uses, as
+    attributes (``config.detect.tta``).
 
     Attributes
     ----------
     kind
         ``demo``, ``defect_strain`` or ``real_frame``.
     name
-        Short name used for the default output folder.
+        Short name used for the default output folder (default: the kind).
+    description
+        Free text for the report.
     sections
-        Section name -> validated section dataclass.
+        Section name -> validated section.
     source
         The YAML file (``None`` when built from a dict).
     overrides
         The ``--set`` assignments applied on top of the file.
     """
 
-    kind: str
-    name: str
-    description: str = ""
-    sections: dict[str, Any] = field(default_factory=dict)
-    source: Path | None = None
-    overrides: list[str] = field(default_factory=list)
+    model_config = ConfigDict(frozen=True)
 
-    def __getattr__(self, item: str) -> Any:
-        # Sections read as attributes (config.detect.tta); only for names a kind has.
-        sections = self.__dict__.get("sections", {})
-        if item in sections:
-            return sections[item]
-        raise AttributeError(f"{type(self).__name__} of kind {self.__dict__.get('kind')!r} "
-                             f"has no section {item!r}")
+    #: The sections of this kind, in the order they are written out.
+    SECTIONS: ClassVar[tuple[str, ...]] = ()
+    #: Sections a file of this kind must have.
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    kind: str
+    name: Str = ""
+    description: Str = ""
+    detect: DetectSection = Field(default_factory=DetectSection)
+    fit: FitSection = Field(default_factory=FitSection)
+    blocks: BlocksSection = Field(default_factory=BlocksSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _overrides: list[str] = PrivateAttr(default_factory=list)
+
+    if TYPE_CHECKING:
+        # The sections of the subclasses (config.simulate, config.input ...).
+        def __getattr__(self, name: str) -> Any: ...
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            # An empty section ("fit:" with nothing under it) means its defaults.
+            data = {k: v for k, v in data.items() if v is not None or k not in cls.SECTIONS}
+            if not data.get("name"):
+                data["name"] = data.get("kind", "")
+        return data
+
+    @property
+    def sections(self) -> dict[str, Section]:
+        return {name: getattr(self, name) for name in self.SECTIONS}
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self._overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration (every default filled in), JSON/YAML-friendly."""
         out: dict[str, Any] = {"kind": self.kind, "name": self.name}
         if self.description:
             out["description"] = self.description
-        out.update({k: to_plain(v) for k, v in self.sections.items()})
+        out.update({k: v.to_dict() for k, v in self.sections.items()})
         return out
+
+    def with_settings(self, settings: dict[str, Any], *, recorded: list[str]) -> PipelineConfig:
+        """This configuration with ``settings`` (key path -> value) changed, validated again.
+
+        ``recorded`` is what :attr:`overrides` gains (e.g. ``["cluster.kind=slurm"]``).
+        """
+        data = self.to_dict()
+        for key, value in settings.items():
+            _assign(data, key.split("."), value, key)
+        new = from_dict(data, source=self.source)
+        assert isinstance(new, PipelineConfig)
+        new._overrides = [*self._overrides, *recorded]
+        return new
+
+
+_COMMON = ("detect", "fit", "blocks", "report", "cluster", "output")
+
+
+class DemoPipeline(PipelineConfig):
+    """``kind: demo``: a simulated mosaic, scored against its truth, averaged and measured."""
+
+    SECTIONS = ("simulate", *_COMMON, "score", "average", "strain")
+
+    kind: Literal["demo"] = "demo"
+    simulate: SimulateSection = Field(default_factory=SimulateSection)
+    score: ScoreSection = Field(default_factory=ScoreSection)
+    average: AverageSection = Field(default_factory=AverageSection)
+    strain: StrainSection = Field(default_factory=StrainSection)
+
+
+class DefectStrainPipeline(PipelineConfig):
+    """``kind: defect_strain``: strain around the defects of an existing mosaic or frames."""
+
+    SECTIONS = ("input", *_COMMON, "average", "strain")
+    REQUIRED = ("input",)
+
+    kind: Literal["defect_strain"] = "defect_strain"
+    input: InputSection
+    average: AverageSection = Field(default_factory=AverageSection)
+    strain: StrainSection = Field(default_factory=StrainSection)
+
+
+class RealFramePipeline(PipelineConfig):
+    """``kind: real_frame``: metal-metal spacings of a real frame."""
+
+    SECTIONS = ("input", *_COMMON, "spacing")
+    REQUIRED = ("input",)
+
+    kind: Literal["real_frame"] = "real_frame"
+    input: InputSection
+    spacing: SpacingSection = Field(default_factory=SpacingSection)
+
+
+_MODELS: dict[str, type[PipelineConfig]] = {
+    "demo": DemoPipeline, "defect_strain": DefectStrainPipeline, "real_frame": RealFramePipeline,
+}
+#: Kind -> (section name -> section model) it accepts; ``train_fcn`` is the detection
+#: package's own schema (:class:`~stemscale.detect.TrainConfig`).
+KINDS: dict[str, dict[str, Any]] = {
+    **{kind: {name: model.model_fields[name].annotation for name in model.SECTIONS}
+       for kind, model in _MODELS.items()},
+    "train_fcn": {},
+}
+_TOP = ("kind", "name", "description")
 
 
 @dataclass
 class TrainPipeline:
     """A ``train_fcn`` pipeline: the detection package's :class:`TrainConfig`."""
 
-    train: Any
+    train: TrainConfig
     kind: str = "train_fcn"
     source: Path | None = None
     overrides: list[str] = field(default_factory=list)
@@ -415,7 +571,7 @@ class TrainPipeline:
         return f"train-{self.train.name}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.train.to_dict(), "output": to_plain(self.output)}
+        return {"kind": self.kind, **self.train.to_dict(), "output": self.output.to_dict()}
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -441,41 +597,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     out = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
-        node = out
-        for depth, key in enumerate(keys[:-1]):
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                where = ".".join(keys[: depth + 1])
-                raise InputError(f"--set {text!r}: '{where}' is a value, not a section")
-            node = child
-        node[keys[-1]] = value
+        _assign(out, keys, value, f"--set {text!r}")
     return out
 
 
+def _assign(data: dict[str, Any], keys: list[str], value: Any, what: str) -> None:
+    node = data
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise InputError(f"{what}: '{'.'.join(keys[: depth + 1])}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
 # ----------------------------------------------------------------------------- loading
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise MosaicNotFoundError(f"pipeline file '{path}' does not exist")
-    if path.is_dir():
-        raise InputError(f"'{path}' is a folder; give a pipeline YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"pipeline file '{path}' is not valid YAML: {exc}") from None
-    if data is None:
-        raise InputError(f"pipeline file '{path}' is empty")
-    if not isinstance(data, dict):
-        raise InputError(f"pipeline file '{path}' must be a mapping of sections, got "
-                         f"{type(data).__name__}")
-    return data
-
-
 def _train_fields() -> set[str]:
     from ..detect.config import TrainConfig
 
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    return set(TrainConfig.model_fields)
 
 
 def from_dict(data: dict[str, Any], *, source: Path | None = None,
@@ -497,54 +639,36 @@ def from_dict(data: dict[str, Any], *, source: Path | None = None,
         raise InputError(f"{label}: unknown kind {kind!r}"
                          f"{f'; did you mean {near!r}?' if near else ''} "
                          f"(kinds: {', '.join(KINDS)})")
-    try:
-        if kind == "train_fcn":
-            return _train(data, source, base, list(overrides))
-        return _pipeline(kind, data, source, base, list(overrides))
-    except InputError as exc:
-        if str(exc).startswith(label):
-            raise
-        raise type(exc)(f"{label}: {exc}") from None
-
-
-def _pipeline(kind: str, data: dict[str, Any], source: Path | None, base: Path,
-              overrides: list[str]) -> PipelineConfig:
-    allowed = KINDS[kind]
+    if kind == "train_fcn":
+        return _train(data, source, base, label, list(overrides))
+    model = _MODELS[kind]
     for key in data:
-        if key in _TOP or key in allowed:
-            continue
         others = [k for k, secs in KINDS.items() if key in secs]
-        if others:
-            raise InputError(f"section '{key}' is not used by kind '{kind}' (only by "
-                             f"{', '.join(others)}); sections of {kind}: {', '.join(allowed)}")
-        near = closest(str(key), [*allowed, *_TOP])
-        raise InputError(f"unknown key '{key}'{f'; did you mean {near!r}?' if near else ''} "
-                         f"(sections of {kind}: {', '.join(allowed)})")
-    for name in _REQUIRED.get(kind, ()):
+        if key not in model.model_fields and others:
+            raise InputError(f"{label}: section '{key}' is not used by kind '{kind}' (only by "
+                             f"{', '.join(others)}); sections of {kind}: "
+                             f"{', '.join(model.SECTIONS)}")
+    for name in model.REQUIRED:
         if data.get(name) is None:
-            raise InputError(f"kind '{kind}' needs an '{name}' section")
-    name = data.get("name", kind)
-    description = data.get("description", "")
-    for key, value in (("name", name), ("description", description)):
-        if not isinstance(value, str):
-            raise InputError(f"'{key}' must be a string, got {value!r}")
-    sections = {sec: build(cls, data.get(sec), sec, base) for sec, cls in allowed.items()}
-    return PipelineConfig(kind=kind, name=name, description=description, sections=sections,
-                          source=source, overrides=overrides)
+            raise InputError(f"{label}: kind '{kind}' needs an '{name}' section")
+    config = validate(model, data, label=label, context={"base": base})
+    config._source, config._overrides = source, list(overrides)
+    return config
 
 
-def _train(data: dict[str, Any], source: Path | None, base: Path,
+def _train(data: dict[str, Any], source: Path | None, base: Path, label: str,
            overrides: list[str]) -> TrainPipeline:
     from ..detect.config import TrainConfig
 
     body = {k: v for k, v in data.items() if k not in ("kind", "output")}
-    output = build(OutputSection, data.get("output"), "output", base)
-    check_keys(TrainConfig, body)
-    train = TrainConfig.from_dict(body, source=str(source or "pipeline"))
+    output = validate(OutputSection, data.get("output"), label=label, prefix=("output",),
+                      context={"base": base})
+    train = validate(TrainConfig, body, label=label)
     return TrainPipeline(train=train, source=source, overrides=overrides, output=output)
 
 
-def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig | TrainPipeline:
+def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+                  ) -> PipelineConfig | TrainPipeline:
     """Read, override and validate a pipeline YAML file.
 
     Parameters
@@ -567,10 +691,5 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         spelling), a value of the wrong type or out of range.
     """
     path = Path(path).expanduser().resolve()
-    data = _read_yaml(path)
-    if not overrides and data.get("kind") is None and set(data) <= _train_fields():
-        from ..detect import TrainConfig, load_train_config  # the detection package's loader
-
-        check_keys(TrainConfig, data)  # typos get a "did you mean" first
-        return TrainPipeline(train=load_train_config(path), source=path)
+    data = read_yaml(path, what="pipeline file", not_found=MosaicNotFoundError)
     return from_dict(data, source=path, overrides=overrides)

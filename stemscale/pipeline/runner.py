@@ -3,8 +3,9 @@
 :func:`run_pipeline` opens the cluster the configuration names (or the one
 passed in), runs the stages of the pipeline's kind in order, records each
 stage's outcome in ``run.json`` and finishes with ``summary.json``, figures
-and the report.  A stage whose library API is missing is skipped with a note;
-any other error marks the run ``failed`` in ``run.json`` and is raised.
+and the report.  A stage with nothing to work on (no defects to average) is
+skipped with a note; any other error, a missing module included, marks the
+run ``failed`` in ``run.json`` and is raised.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import contextlib
 import datetime as _dt
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import InputError
-from .adapters import StageUnavailable
+from .adapters import StageUnavailable, missing_dependency
 from .config import ClusterSection, PipelineConfig, TrainPipeline
 from .runfolder import RunFolder
 from .stages import (
@@ -43,19 +43,21 @@ def _stage_figures(ctx: Context) -> dict[str, Any]:
 
     out = ctx.path / "figures"
     out.mkdir(exist_ok=True)
+    assert ctx.mosaic_url is not None  # set by the input / simulate stage
     mosaic = open_mosaic(ctx.mosaic_url, storage_options=ctx.storage_options)
     made = [figures.overview_figure(mosaic, ctx.defects, out)]
-    spacing = ctx.extras.get("spacing")
-    if spacing is not None:
-        made.append(figures.sites_figure(mosaic, spacing.columns, out))
-        made.append(figures.spacing_figure(spacing, ctx.pixel_size, ctx.shape, out))
+    made_by = ctx.outputs
+    if made_by.spacing is not None:
+        assert ctx.pixel_size is not None and ctx.shape is not None
+        made.append(figures.sites_figure(mosaic, made_by.spacing.columns, out))
+        made.append(figures.spacing_figure(made_by.spacing, ctx.pixel_size, ctx.shape, out))
     else:
         made.append(figures.zoom_figure(mosaic, ctx.atoms, ctx.defects, out))
-    if ctx.extras.get("averages") is not None:
-        made.append(figures.class_average_figure(ctx.extras["averages"], out))
-    if ctx.extras.get("strain"):
-        made.append(figures.profile_figure(ctx.extras["strain"], out, ctx.extras.get("injected")))
-    errors = ctx.extras.get("position_errors")
+    if made_by.averages is not None:
+        made.append(figures.class_average_figure(made_by.averages, out))
+    if made_by.strain:
+        made.append(figures.profile_figure(made_by.strain, out, made_by.injected or None))
+    errors = made_by.position_errors
     if errors is not None and len(errors):
         made.append(figures.position_error_figure(errors, out))
     ctx.figures.extend(made)
@@ -161,14 +163,12 @@ def _with_cluster(config: PipelineConfig, cluster: str | None) -> PipelineConfig
     """Apply ``--cluster``; on a CUDA cluster the detector runs on the GPU."""
     if cluster is None:
         return config
-    sections = dict(config.sections)
-    sections["cluster"] = replace(config.cluster, kind=cluster)
-    sections["cluster"].check("cluster")
-    overrides = [*config.overrides, f"cluster.kind={cluster}"]
+    settings: dict[str, Any] = {"cluster.kind": cluster}
+    recorded = [f"cluster.kind={cluster}"]
     if cluster == "cuda" and config.detect.device == "cpu":
-        sections["detect"] = replace(config.detect, device="cuda")
-        overrides.append("detect.device=cuda (implied by --cluster cuda)")
-    return replace(config, sections=sections, overrides=overrides)
+        settings["detect.device"] = "cuda"
+        recorded.append("detect.device=cuda (implied by --cluster cuda)")
+    return config.with_settings(settings, recorded=recorded)
 
 
 def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None = None,
@@ -246,20 +246,23 @@ def _run_stage(ctx: Context, name: str, fn: Callable[[Context], dict[str, Any]],
     if name == "figures" and not ctx.config.report.figures:
         ctx.run.stage(name, "skipped", note="report.figures is false")
         return
-    if section is not None and not getattr(ctx.config.sections[section], "enabled", True):
+    if section is not None and not getattr(getattr(ctx.config, section), "enabled", True):
         ctx.run.stage(name, "skipped", note=f"{section}.enabled is false")
         return
     ctx.console.print(f"[bold]{name}[/bold]")
     t0 = time.perf_counter()
     try:
         result = fn(ctx) or {}
-    except StageUnavailable as exc:
+    except StageUnavailable as exc:  # nothing to work on; never a missing module
         ctx.note(f"{name} skipped: {exc}")
         ctx.run.stage(name, "skipped", note=str(exc))
         return
     except BaseException as exc:
-        ctx.run.stage(name, "failed", error=f"{type(exc).__name__}: {exc}",
+        error = missing_dependency(exc, name) if isinstance(exc, ModuleNotFoundError) else exc
+        ctx.run.stage(name, "failed", error=f"{type(error).__name__}: {error}",
                       seconds=round(time.perf_counter() - t0, 2))
+        if error is not exc:
+            raise error from exc
         raise
     ctx.summary[name] = result
     ctx.run.stage(name, "done", seconds=round(time.perf_counter() - t0, 2))
@@ -290,7 +293,3 @@ def _run_training(config: TrainPipeline, folder: Path, overwrite: bool, progress
     run.finish("complete", summary=summary)
     return RunOutcome(run.path, "complete", summary, None, [], time.perf_counter() - t0)
 
-
-def check_kind(config: PipelineConfig | TrainPipeline) -> None:
-    if not isinstance(config, TrainPipeline) and config.kind not in STAGES:
-        raise InputError(f"kind {config.kind!r} has no runner")

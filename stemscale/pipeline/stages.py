@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +23,31 @@ from .adapters import StageUnavailable, average_stage, strain_stage
 from .config import PipelineConfig
 from .runfolder import RunFolder
 
+if TYPE_CHECKING:
+    from ..average import AveragingResult
+    from ..strain import ClassStrain, SpacingResult
+
 __all__ = ["Context", "stage_simulate", "stage_input", "stage_find", "stage_score",
            "stage_spacing", "stage_average", "stage_strain"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageOutputs:
+    """What stages make for later stages, the figures and the report (``None``: not made)."""
+
+    #: score: measured minus true column positions (``dx_pm``, ``dy_pm``, ``site``, ``pristine``).
+    position_errors: pd.DataFrame | None = None
+    #: spacing: the metal-metal spacings of a real frame.
+    spacing: SpacingResult | None = None
+    #: average: the class averages, and the rows that were averaged (``class``, ``cx_px``, ``cy_px``).
+    averages: AveragingResult | None = None
+    averaged_rows: pd.DataFrame | None = None
+    #: strain: class -> its measurement.
+    strain: dict[str, ClassStrain] = field(default_factory=dict)
+    #: strain on a simulated mosaic: class -> shells with measured and injected displacements.
+    injected: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,7 +72,7 @@ class Context:
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    outputs: StageOutputs = field(default_factory=StageOutputs)
 
     @property
     def path(self) -> Path:
@@ -272,8 +293,8 @@ def stage_score(ctx: Context) -> dict[str, Any]:
                                "sigma_y_pm": float(np.std(dy[sel], ddof=1)),
                                "bias_x_pm": float(np.mean(dx[sel])),
                                "bias_y_pm": float(np.mean(dy[sel]))}
-    ctx.extras["position_errors"] = pd.DataFrame({"dx_pm": dx, "dy_pm": dy, "site": site,
-                                                  "pristine": pristine})
+    ctx.outputs.position_errors = pd.DataFrame({"dx_pm": dx, "dy_pm": dy, "site": site,
+                                                "pristine": pristine})
     true_defects = truth[truth["defect"] != ""].rename(columns={"defect": "class"})
     scores = detection_scores(defects, true_defects, classes=DEFECT_CLASSES,
                               radius=s.defect_radius_px, shape=ctx.shape, border=s.border_px)
@@ -305,7 +326,7 @@ def _number(value: Any) -> Any:
 def stage_spacing(ctx: Context) -> dict[str, Any]:
     """Metal-metal spacings in the pristine part of a real frame."""
     from ..simulate import MATERIALS
-    from .spacing import metal_spacings
+    from ..strain.spacing import metal_spacings
 
     s = ctx.config.spacing
     if ctx.atoms is None or ctx.atoms.empty:
@@ -321,7 +342,7 @@ def stage_spacing(ctx: Context) -> dict[str, Any]:
     )
     result.columns.to_parquet(ctx.path / "columns_classified.parquet", index=False)
     result.bonds.to_csv(ctx.path / "metal_bonds.csv", index=False)
-    ctx.extras["spacing"] = result
+    ctx.outputs.spacing = result
     return {**result.summary, "material": ctx.material,
             "tables": "columns_classified.parquet, metal_bonds.csv"}
 
@@ -334,7 +355,7 @@ def _chalcogen_sites(ctx: Context) -> pd.DataFrame:
         return pd.DataFrame({"x_px": [], "y_px": []})
     if (atoms["site"] == "X").any():
         return atoms[atoms["site"] == "X"]
-    from .spacing import classify_sublattices
+    from ..lattice import classify_sublattices
 
     from ..simulate import MATERIALS
 
@@ -352,7 +373,6 @@ def _chalcogen_sites(ctx: Context) -> pd.DataFrame:
 def stage_average(ctx: Context) -> dict[str, Any]:
     """Screening and class averaging, through :func:`.adapters.average_stage`."""
     from ..io import open_mosaic
-    from .adapters import require
 
     s = ctx.config.average
     defects = ctx.defects if ctx.defects is not None else pd.DataFrame()
@@ -362,9 +382,9 @@ def stage_average(ctx: Context) -> dict[str, Any]:
     if source == "truth":
         if ctx.truth_url is None:
             raise InputError("average.defects: truth needs a simulated mosaic (kind demo)")
+        from ..average import detections_from_truth as from_truth
         from ..io.truth import read_truth
 
-        (from_truth,) = require("stemscale.average", "detections_from_truth")
         # every class: all defects count as neighbours in the screening, not only averaged ones
         defects = from_truth(read_truth(ctx.truth_url))
         ctx.note("averaging the simulation's true defect positions (rounded to whole pixels, "
@@ -378,7 +398,7 @@ def stage_average(ctx: Context) -> dict[str, Any]:
     result, kept, summary = average_stage(
         mosaic=mosaic, sites=_chalcogen_sites(ctx), defects=defects, pixel_size=ctx.pixel_size,
         shape=ctx.shape, classes=s.classes, options=dict(s.options), out=ctx.path)
-    ctx.extras["averages"], ctx.extras["averaged_rows"] = result, kept
+    ctx.outputs.averages, ctx.outputs.averaged_rows = result, kept
     return {"defects_from": source, **summary}
 
 
@@ -388,9 +408,9 @@ def stage_strain(ctx: Context) -> dict[str, Any]:
     On a simulated mosaic the measured radial displacements of every shell are
     compared with the displacements the simulation injected at the same sites.
     """
-    measured, summary = strain_stage(averages=ctx.extras.get("averages"),
+    measured, summary = strain_stage(averages=ctx.outputs.averages,
                                      options=dict(ctx.config.strain.options), out=ctx.path)
-    ctx.extras["strain"] = measured
+    ctx.outputs.strain = measured
     if ctx.truth_url is not None and measured:
         summary["recovered_vs_injected"] = _compare_injected(ctx, measured)
     return summary
@@ -398,11 +418,11 @@ def stage_strain(ctx: Context) -> dict[str, Any]:
 
 def _compare_injected(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
     from ..io.truth import read_truth
-    from .adapters import require
+    from ..strain import injected_displacements
 
-    (injected_displacements,) = require("stemscale.strain", "injected_displacements")
     truth = read_truth(ctx.truth_url)
-    rows = ctx.extras["averaged_rows"]
+    rows = ctx.outputs.averaged_rows
+    assert rows is not None  # the average stage ran: there are measurements
     centres = {c: g[["cx_px", "cy_px"]].to_numpy(float) for c, g in rows.groupby("class")}
     out: dict[str, Any] = {}
     for cls, m in measured.items():
@@ -410,7 +430,7 @@ def _compare_injected(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
         shells = m.shells()
         shells["injected_u_r_pm"] = inj["shell_u_r"]
         shells.to_csv(ctx.path / "strain" / f"{cls}_recovered_vs_injected.csv", index=False)
-        ctx.extras.setdefault("injected", {})[cls] = shells
+        ctx.outputs.injected[cls] = shells
         diff = shells["u_r_pm"] - shells["injected_u_r_pm"]
         se = shells["u_r_se_pm"]
         finite = np.isfinite(diff) & np.isfinite(se) & (se > 0)

@@ -30,7 +30,6 @@ approximation: pass ``Sample(cross_sections_A2=...)`` to recalibrate).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import InputError

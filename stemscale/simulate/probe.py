@@ -33,6 +33,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from ..errors import InputError
+from ..lattice import PAPER_PIXEL_SIZE_A
 
 __all__ = ["Microscope", "electron_wavelength_A", "ProbeKernel", "probe_kernel"]
 
@@ -59,7 +60,8 @@ class Microscope:
         detected fraction itself is set by the atoms' cross-sections
         (:mod:`stemscale.simulate.materials`), calibrated for 63-200 mrad.
     pixel_size_A
-        Scan step (Å per pixel).
+        Scan step (Å per pixel); default: the reference paper's 20.74 pm
+        (:data:`stemscale.lattice.PAPER_PIXEL_SIZE_A`).
     defocus_nm
         C1, positive = overfocus (nm).
     c3_um, c5_mm
@@ -84,7 +86,7 @@ class Microscope:
     convergence_mrad: float = 25.2
     detector_inner_mrad: float = 63.0
     detector_outer_mrad: float = 200.0
-    pixel_size_A: float = 0.2074
+    pixel_size_A: float = PAPER_PIXEL_SIZE_A
     defocus_nm: float = 0.0
     c3_um: float = 0.0
     c5_mm: float = 0.0

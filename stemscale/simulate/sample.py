@@ -255,9 +255,6 @@ class Sample:
         """Detected cross-section (Å²) of one atom."""
         return cross_section(element, dict(self.cross_sections_A2 or {}))
 
-    def max_field_range_A(self) -> float:
-        return max((field_cutoff(f, c) for c, f in dict(self.displacement_fields or {}).items()), default=0.0)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly description (for metadata)."""
         out: dict[str, Any] = {}

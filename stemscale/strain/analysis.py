@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..lattice import DEFAULT_MATERIAL, HexLattice, fit_lattice, lattice_constant
 from .columns import ColumnFit, fit_columns
 from .continuum import ContinuumFit, fit_centre_of_dilatation
 from .geometry import StrainGeometry
-from .lattice import HexLattice, fit_lattice
 
 __all__ = ["MeasureConfig", "ClassStrain", "measure_average", "analyse_class", "bootstrap_positions",
            "single_crop_spread"]
@@ -42,7 +42,8 @@ class MeasureConfig:
     Attributes
     ----------
     lattice_constant_A
-        Nominal lattice constant (start of the lattice fit).
+        Nominal lattice constant (start of the lattice fit); default: the
+        default material's (WSe2, :func:`stemscale.lattice.lattice_constant`).
     radius_A
         Columns within this distance of the centre site are fitted and reported.
     window
@@ -72,7 +73,7 @@ class MeasureConfig:
         Seed of the bootstrap.
     """
 
-    lattice_constant_A: float = 3.297
+    lattice_constant_A: float = lattice_constant(DEFAULT_MATERIAL)
     radius_A: float = 12.0
     window: int = 9
     window_radius_A: float | None = 0.88

@@ -1,7 +1,7 @@
 """Gaussian fits of every column of a class average, reusable for bootstrap resamples.
 
 :func:`fit_columns` fits the columns listed in a site table (from
-:meth:`~stemscale.strain.lattice.HexLattice.sites`) with the batched
+:meth:`~stemscale.lattice.HexLattice.sites`) with the batched
 Levenberg-Marquardt of :mod:`stemscale.fit`, one Gaussian per window, with
 the tails of the neighbouring columns added to the model as a fixed
 offset.  Which neighbour model works best was measured on noiseless and
@@ -34,7 +34,6 @@ estimator in one batch (only the window pixels of each resample are needed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -267,7 +267,7 @@ def test_a_resumed_run_rewrites_only_the_missing_blocks(chunked, config, client)
 
 
 def test_label_arrays_are_reused_only_by_their_own_run(tmp_path):
-    from stemscale.parallel.labels import LabelsTarget, prepare_labels
+    from stemscale.io.labels import LabelsTarget, prepare_labels
 
     target = LabelsTarget(str(tmp_path / "l.zarr"), "", ("background", "M", "X"), True, 2)
     kw = dict(shape=(100, 60), block_shape=(64, 32), chunks=(16, 16), pixel_size=PIXEL,

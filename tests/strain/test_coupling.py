@@ -7,7 +7,7 @@ import numpy as np
 from stemscale.strain import StrainGeometry
 from stemscale.strain.analysis import ClassStrain
 from stemscale.strain.coupling import pair_coupling
-from stemscale.strain.lattice import HexLattice
+from stemscale.lattice import HexLattice
 
 PS = 0.2074
 A = 3.297 / PS

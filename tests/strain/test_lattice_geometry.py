@@ -8,7 +8,7 @@ import pytest
 
 from stemscale.errors import InputError
 from stemscale.strain import HexLattice, StrainGeometry, fit_centre_of_dilatation, fit_lattice
-from stemscale.strain.lattice import defect_site_shift
+from stemscale.lattice import defect_site_shift
 
 PS = 0.2074
 A = 3.297

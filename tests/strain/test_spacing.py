@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemscale.pipeline.spacing import classify_sublattices, metal_spacings, robust_z
+from stemscale.lattice import classify_sublattices, robust_z
+from stemscale.strain.spacing import metal_spacings
 
 A_PX = 24.0   # lattice constant in pixels
 PS = 0.125    # Å per pixel

@@ -33,9 +33,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
 
 from ..errors import InputError
-from .blocks import BlockSpec
+from .zarr_nodes import group_at, json_object
 
 __all__ = [
     "CLASSES",
@@ -120,8 +121,8 @@ class LabelsTarget:
     def image_path(self, name: str) -> str:
         return f"{self.path}/{name}" if self.path else name
 
-    def open_store(self, read_only: bool = False):
-        from ..io.store import make_store
+    def open_store(self, read_only: bool = False) -> Store:
+        from .store import make_store
 
         return make_store(self.url, storage_options=self.storage_options, read_only=read_only)
 
@@ -146,7 +147,7 @@ def label_image_metadata(
     source: str,
 ) -> dict[str, Any]:
     """The NGFF 0.5 ``ome`` block of one label image (``classes`` or ``probabilities``)."""
-    from ..io.ngff import multiscales_metadata
+    from .ngff import multiscales_metadata
 
     ome = multiscales_metadata(pixel_size, name=name, translation=translation, levels=levels)
     ms = ome["multiscales"][0]
@@ -171,7 +172,7 @@ def label_image_metadata(
 
 
 def _layout(shape: Sequence[int], block: Sequence[int], chunks: Sequence[int],
-            level: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+            level: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(shape, chunks, shards) of a label level: shards = the block shape at that level."""
     f = 2**level
     lshape = tuple(-(-int(n) // f) for n in shape)
@@ -203,7 +204,7 @@ def prepare_labels(
     bool
         True when arrays were (re)created, so every block must be written again.
     """
-    from ..io.mosaic import _compressors
+    from .mosaic import _compressors
 
     levels = int(target.levels)
     if levels > 1 and any(int(b) % 2 ** (levels - 1) for b in block_shape):
@@ -221,7 +222,7 @@ def prepare_labels(
             f"cannot write labels to '{where}' ({type(exc).__name__}: {exc}); pass "
             "labels_store=<path or URL> to write them to a separate store"
         ) from None
-    ome = dict(root.attrs.get("ome", {}))
+    ome = json_object(root.attrs.get("ome", {}), f"the 'ome' attribute of '{where}'")
     listed = [p for p in ome.get("labels", []) if p not in target.images]
     created = False
     dtype = np.dtype("uint8")
@@ -262,7 +263,8 @@ def _reusable(root: zarr.Group, name: str, run_id: str, levels: int) -> bool:
         image = root[name]
         if not isinstance(image, zarr.Group):
             return False
-        if image.attrs.get("stemscale", {}).get("run") != run_id:
+        block = json_object(image.attrs.get("stemscale", {}), "the 'stemscale' attribute")
+        if block.get("run") != run_id:
             return False
         return all(str(k) in image for k in range(levels))
     except Exception:  # damaged metadata: rewrite
@@ -324,30 +326,31 @@ def _write_whole_shards(array: zarr.Array, data: np.ndarray, origin: Sequence[in
     array[..., y0:stops[0], x0:stops[1]] = data
 
 
-def write_block_labels(target: LabelsTarget, spec: BlockSpec,
-                       window_probs: np.ndarray | None) -> None:
+def write_block_labels(target: LabelsTarget, core: Sequence[int],
+                       core_probs: np.ndarray | None, name: str = "block") -> None:
     """Write a block's core of every label level (whole shards only).
 
     Parameters
     ----------
     target
         Where the label images live (made by :func:`prepare_labels`).
-    spec
-        The block; only its core is written.
-    window_probs
-        Class probabilities (C, h, w) on the block window's pixel grid, or None
-        for a blank block.
+    core
+        ``(y0, y1, x0, x1)`` of the block's core in level-0 pixels.
+    core_probs
+        Class probabilities (C, h, w) on the core's pixel grid, or None for a
+        blank block.
+    name
+        The block's name, for messages.
     """
-    y0, y1, x0, x1 = spec.core
-    core = None
-    if window_probs is not None:
-        probs = np.asarray(window_probs)
-        core = probs[(slice(None), *spec.core_in_window())]
-        if core.shape != (len(target.classes), y1 - y0, x1 - x0):
-            raise InputError(f"block {spec.key}: probability maps of shape {probs.shape} do not "
-                             f"match the window or the model's {len(target.classes)} classes")
+    y0, y1, x0, x1 = (int(v) for v in core)
+    core_arr = None
+    if core_probs is not None:
+        core_arr = np.asarray(core_probs)
+        if core_arr.shape != (len(target.classes), y1 - y0, x1 - x0):
+            raise InputError(f"block {name}: probability maps of shape {core_arr.shape} do not "
+                             f"match the block or the model's {len(target.classes)} classes")
     for level, (classes, probs_u8) in enumerate(
-        block_label_levels(core, (y1 - y0, x1 - x0), target.levels, len(target.classes))
+        block_label_levels(core_arr, (y1 - y0, x1 - x0), target.levels, len(target.classes))
     ):
         f = 2**level
         origin = (y0 // f, x0 // f)
@@ -358,11 +361,11 @@ def write_block_labels(target: LabelsTarget, spec: BlockSpec,
 
 def finish_labels(target: LabelsTarget) -> None:
     """Mark every label image complete (after the run's last block)."""
-    from ..io.mosaic import mark_complete
+    from .mosaic import mark_complete
 
     root = zarr.open_group(store=target.open_store(), path=target.path, mode="r+", zarr_format=3)
     for name in target.images:
-        mark_complete(root[name])
+        mark_complete(group_at(root, name, str(root.store_path)))
 
 
 def new_run_id() -> str:

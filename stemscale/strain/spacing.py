@@ -1,19 +1,13 @@
 """Metal-metal spacings of a 2H-MX2 frame from its fitted atom columns.
 
-Pure functions of the atoms table (no Dask).  In projection along c a 2H
-monolayer is a honeycomb of two triangular sublattices, metal (M) and
-chalcogen (X), each with lattice constant ``a``; an M column's nearest
-columns are X columns at ``a / sqrt(3)``, its nearest M columns are at ``a``.
-So a column with its neighbours at ``a`` (its own sublattice) can be compared
-with its neighbours at ``a / sqrt(3)`` (the other one): the brighter side is
-metal (Z contrast).  This works with the classical peak detector, which does not
-label sites, and it is indifferent to the absolute pixel calibration because
-``a`` is measured from the columns themselves.
-
+Pure functions of the atoms table (no Dask).  The columns are first split
+into the metal and chalcogen sublattices
+(:func:`stemscale.lattice.classify_sublattices`, or the FCN's site labels).
 Chalcogen columns much brighter than the chalcogen median (robust z-score)
 are flagged as substituted (e.g. Se in S2 columns of MoS2); metal columns
 near a flagged, missing or badly fitted column are not pristine and their
-spacings are left out.
+spacings are left out.  The nearest-neighbour spacings of the pristine metal
+columns, overall and per lattice direction, are the result.
 """
 
 from __future__ import annotations
@@ -27,131 +21,11 @@ from scipy.spatial import cKDTree
 
 from ..classes import DEFECT_CLASSES
 from ..errors import InputError
+from ..lattice.sublattice import classify_sublattices, lattice_constant_px, neighbour_pairs, robust_z
 
-__all__ = ["SpacingResult", "classify_sublattices", "lattice_constant_px", "metal_spacings",
-           "robust_z"]
+__all__ = ["SpacingResult", "metal_spacings"]
 
 _GOOD_STATES = (0, 1)  # converged, max-iterations (see stemscale.fit.FitState)
-
-
-def robust_z(values: np.ndarray) -> np.ndarray:
-    """(value - median) / (1.4826 * MAD): a z-score that outliers do not inflate."""
-    v = np.asarray(values, dtype=float)
-    med = np.nanmedian(v)
-    mad = 1.4826 * np.nanmedian(np.abs(v - med))
-    if not np.isfinite(mad) or mad == 0:
-        return np.zeros_like(v)
-    return (v - med) / mad
-
-
-def lattice_constant_px(xy: np.ndarray, amplitude: np.ndarray, fraction: float = 0.4,
-                        guess_px: float | None = None) -> float:
-    """Lattice constant in pixels from the columns' neighbour distances.
-
-    With ``guess_px`` (the nominal lattice constant over the pixel size; a
-    calibration error of a few per cent does not matter): the median of all
-    neighbour distances within 13 % of it, which are metal-metal and
-    chalcogen-chalcogen pairs (a metal-chalcogen pair is at a/sqrt(3) or
-    2a/sqrt(3)).  Without: the neighbour distances of the brightest
-    ``fraction`` of the columns, assumed to be (mostly) metal columns.
-    """
-    xy = np.asarray(xy, dtype=float)
-    if len(xy) < 8:
-        raise InputError(f"need at least 8 fitted columns to measure the lattice, got {len(xy)}")
-    if guess_px is not None:
-        pairs = cKDTree(xy).query_pairs(1.13 * guess_px, output_type="ndarray")
-        if len(pairs):
-            dist = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
-            dist = dist[dist >= 0.87 * guess_px]
-            if len(dist) >= 8:
-                return float(np.median(dist))
-    order = np.argsort(np.asarray(amplitude, dtype=float))[::-1]
-    bright = xy[order[: max(8, int(fraction * len(xy)))]]
-    d, _ = cKDTree(bright).query(bright, k=2)
-    a0 = float(np.median(d[:, 1]))  # biased low: the nearest of six noisy neighbours
-    # All neighbour pairs of the bright columns near a0 give an unbiased median.
-    pairs = cKDTree(bright).query_pairs(1.3 * a0, output_type="ndarray")
-    if len(pairs) == 0:
-        return a0
-    dist = np.hypot(*(bright[pairs[:, 0]] - bright[pairs[:, 1]]).T)
-    dist = dist[dist >= 0.85 * a0]
-    return float(np.median(dist)) if len(dist) else a0
-
-
-def classify_sublattices(xy: np.ndarray, amplitude: np.ndarray, *, tolerance: float = 0.1,
-                         a_px: float | None = None, guess_px: float | None = None,
-                         metal_brighter: bool = True) -> tuple[np.ndarray, float]:
-    """Label every column ``"M"``, ``"X"`` or ``"?"`` (not placed on the lattice).
-
-    A column and its neighbours at ``a`` (same sublattice) are compared with its
-    neighbours at ``a / sqrt(3)`` (the other sublattice): the brighter side is
-    metal.  Averaging over about ten columns makes the test robust to noisy
-    amplitudes and to slow background changes.  Columns without a detected
-    neighbour on the other sublattice (faint chalcogen columns missed by a
-    classical detector) take the label of their neighbours at ``a``.
-
-    Parameters
-    ----------
-    xy
-        (n, 2) column positions in pixels.
-    amplitude
-        Fitted peak heights (positive).
-    tolerance
-        Relative tolerance of the neighbour distances.
-    a_px
-        Lattice constant in pixels (default: measured, :func:`lattice_constant_px`).
-    guess_px
-        Nominal lattice constant in pixels, to measure ``a`` from.
-    metal_brighter
-        Whether metal columns are the brighter ones (W, Mo vs S2, Se2: true for
-        WSe2, WS2, MoS2; not for MoSe2, where Se2 columns outshine Mo).
-
-    Returns
-    -------
-    sites : numpy.ndarray of str
-    a_px : float
-    """
-    xy = np.asarray(xy, dtype=float)
-    amp = np.asarray(amplitude, dtype=float)
-    n = len(xy)
-    sign = 1.0 if metal_brighter else -1.0
-    a = float(a_px) if a_px is not None else lattice_constant_px(xy, sign * amp, guess_px=guess_px)
-    key = sign * np.log(np.clip(amp, np.finfo(float).tiny, None))
-    tree = cKDTree(xy)
-    same = _pairs(tree, xy, a, tolerance)
-    cross = _pairs(tree, xy, a / np.sqrt(3.0), tolerance)
-    # Sums of the key over each column's neighbours on its own and on the other sublattice.
-    own_sum, own_n = key.copy(), np.ones(n)
-    np.add.at(own_sum, same[:, 0], key[same[:, 1]])
-    np.add.at(own_sum, same[:, 1], key[same[:, 0]])
-    np.add.at(own_n, same.ravel(), 1)
-    other_sum, other_n = np.zeros(n), np.zeros(n)
-    np.add.at(other_sum, cross[:, 0], key[cross[:, 1]])
-    np.add.at(other_sum, cross[:, 1], key[cross[:, 0]])
-    np.add.at(other_n, cross.ravel(), 1)
-    label = np.zeros(n, dtype=int)  # +1 metal, -1 chalcogen, 0 unknown
-    has = other_n > 0
-    score = np.where(has, own_sum / own_n - other_sum / np.maximum(other_n, 1), 0.0)
-    label[has] = np.where(score[has] > 0, 1, -1)
-    # Columns without a detected cross neighbour: majority of their same-sublattice neighbours.
-    for _ in range(10):
-        votes = np.zeros(n)
-        np.add.at(votes, same[:, 0], label[same[:, 1]])
-        np.add.at(votes, same[:, 1], label[same[:, 0]])
-        todo = (label == 0) & (votes != 0)
-        if not todo.any():
-            break
-        label[todo] = np.sign(votes[todo]).astype(int)
-    sites = np.where(label > 0, "M", np.where(label < 0, "X", "?")).astype(object)
-    return sites, a
-
-
-def _pairs(tree: cKDTree, xy: np.ndarray, d: float, tol: float) -> np.ndarray:
-    pairs = tree.query_pairs(d * (1 + tol), output_type="ndarray")
-    if len(pairs) == 0:
-        return np.zeros((0, 2), dtype=int)
-    dist = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
-    return pairs[dist >= d * (1 - tol)]
 
 
 @dataclass
@@ -212,7 +86,7 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
         (a calibration error of a few per cent does not matter) and the
         reference of the measured / nominal ratio.
     metal_brighter
-        See :func:`classify_sublattices`.
+        See :func:`stemscale.lattice.classify_sublattices`.
     brightness
         Column measuring a column's brightness, for sublattices and substitutions:
         ``"score"`` (the peak detector's local contrast of the smoothed image:
@@ -260,7 +134,7 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
     m_xy = xy_all[m_idx]
     m_tree = cKDTree(m_xy)
     # Among metal columns the next distance after a is sqrt(3) a: a wide window is unambiguous.
-    pairs = _pairs(m_tree, m_xy, a_px, 0.25)
+    pairs = neighbour_pairs(m_tree, m_xy, a_px, 0.25)
     degree = np.bincount(pairs.ravel(), minlength=len(m_idx)) if len(pairs) else np.zeros(len(m_idx), int)
     h, w = image_shape
     margin = max(edge_A / ps, 1.2 * a_px)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .angle import lattice_angle
 
 __all__ = ["HexLattice", "fit_lattice", "find_peaks", "defect_site_shift"]
 
@@ -48,10 +49,12 @@ class HexLattice:
 
     @property
     def a_px(self) -> float:
+        """Lattice constant (px): the mean length of ``a1`` and ``a2``."""
         return float(0.5 * (np.hypot(*self.a1) + np.hypot(*self.a2)))
 
     @property
     def angle_deg(self) -> float:
+        """Direction of ``a1`` (degrees, counter-clockwise from +x in pixel coordinates)."""
         return float(math.degrees(math.atan2(self.a1[1], self.a1[0])))
 
     @property
@@ -60,6 +63,7 @@ class HexLattice:
         return np.column_stack([self.a1, self.a2])
 
     def basis(self, site: str) -> np.ndarray:
+        """Offset (px) of sublattice ``site`` (``"M"`` or ``"X"``) from the lattice points."""
         f = 0.0 if site == "M" else self.x_basis
         return f * (self.a1 + self.a2)
 
@@ -92,6 +96,7 @@ class HexLattice:
         return best.astype(np.int64), self.position(site, best[:, 0], best[:, 1])
 
     def shifted(self, delta_xy: Any) -> "HexLattice":
+        """The same lattice with its origin moved by ``delta_xy`` (px)."""
         return HexLattice(self.a1, self.a2, self.origin + np.asarray(delta_xy, dtype=float), self.x_basis)
 
     def sites(self, shape: tuple[int, int], *, margin: float = 0.0,
@@ -113,8 +118,8 @@ class HexLattice:
             f = self.fractional(corners, site)
             lo = np.floor(f.min(axis=0)) - 1
             hi = np.ceil(f.max(axis=0)) + 1
-            n1, n2 = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
-            n1, n2 = n1.ravel(), n2.ravel()
+            g1, g2 = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
+            n1, n2 = g1.ravel(), g2.ravel()
             p = self.position(site, n1, n2)
             ok = (p[:, 0] >= margin) & (p[:, 0] <= w - 1 - margin) & (p[:, 1] >= margin) & (p[:, 1] <= h - 1 - margin)
             rows.append(pd.DataFrame({
@@ -170,8 +175,6 @@ def fit_lattice(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.
     -------
     HexLattice
     """
-    from ..average.orientation import lattice_angle
-
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2 or not np.isfinite(img).all():
         raise InputError("fit_lattice needs a finite 2-D image")
@@ -185,6 +188,8 @@ def fit_lattice(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.
     xy = peaks[["x_px", "y_px"]].to_numpy()
     inten = peaks["intensity"].to_numpy()
     if refine:
+        # The one dependency of the lattice package on another stemscale package (stemscale.fit
+        # depends on nothing but stemscale.errors), imported lazily as before.
         from ..fit import refine_positions
 
         fitted = refine_positions(img, xy, window=7, model="gauss2d")
@@ -200,11 +205,11 @@ def fit_lattice(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.
     origin = mat @ o_frac
     # Which of the two remaining sublattices holds the chalcogen columns.
     rest = ~bright
-    score = {}
+    score: dict[float, int] = {}
     for f in (1.0 / 3.0, 2.0 / 3.0):
         d = _wrap(frac[rest] - o_frac - f)
-        score[f] = np.sum(np.hypot(*(mat @ d.T)) < 0.2 * a_px)
-    x_basis = max(score, key=score.get)
+        score[f] = int(np.sum(np.hypot(*(mat @ d.T)) < 0.2 * a_px))
+    x_basis = max(score, key=lambda f: score[f])
     lat = HexLattice(a1, a2, origin, x_basis)
     # Least squares on every peak assigned to M or X (not too far from its site).
     for _ in range(2):
@@ -216,8 +221,10 @@ def fit_lattice(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.
             ok = (d < 0.2 * lat.a_px) & (np.hypot(*(xy - centre).T) >= exclude_radius_px)
             f = idx[ok] + (0.0 if site == "M" else lat.x_basis)
             for (f1, f2), p in zip(f, xy[ok]):
-                A.append([1, 0, f1, 0, f2, 0]); b.append(p[0])
-                A.append([0, 1, 0, f1, 0, f2]); b.append(p[1])
+                A.append([1, 0, f1, 0, f2, 0])
+                b.append(p[0])
+                A.append([0, 1, 0, f1, 0, f2])
+                b.append(p[1])
         if len(b) < 12:
             break
         sol, *_ = np.linalg.lstsq(np.asarray(A, float), np.asarray(b, float), rcond=None)
