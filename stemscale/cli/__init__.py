@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module with a ``register(subparsers)``
 function; this module only assembles them and turns stemscale's own errors
-into one readable line instead of a traceback.
+into one readable line instead of a traceback (:mod:`stemscale.cli.errors`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Sequence
 
 from .._version import __version__
 from ..errors import StemscaleError
+from .errors import one_line
 
 # Modules that provide subcommands, in the order they appear in --help.
 _SUBCOMMAND_MODULES = [
@@ -64,16 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    debug = bool(args.debug or os.environ.get("STEMSCALE_DEBUG"))
     try:
         return int(args.func(args) or 0)
-    except StemscaleError as exc:
-        if args.debug or os.environ.get("STEMSCALE_DEBUG"):
-            raise
-        print(f"stemscale {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; finished blocks are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"stemscale {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, StemscaleError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

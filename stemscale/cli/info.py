@@ -25,24 +25,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import is_complete, open_mosaic, open_mosaic_group
+    from ..io import MosaicInfo, open_mosaic, open_mosaic_group
     from .ingest import _storage_options
 
     options = _storage_options(args.storage_option) or None
     mosaic = open_mosaic(args.mosaic, storage_options=options, level=args.level,
                          allow_incomplete=True)
     group = open_mosaic_group(args.mosaic, storage_options=options)
+    described = MosaicInfo.read(args.mosaic, storage_options=options, group=group)
     ny, nx = mosaic.shape
     ps = mosaic.attrs["pixel_size_angstrom"]
-    levels = len(group.attrs["ome"]["multiscales"][0]["datasets"])
     info = {
         "store": args.mosaic,
-        "complete": is_complete(group),
+        "complete": described.complete,
         "shape_px": [ny, nx],
         "size_nm": [round(ny * ps / 10, 3), round(nx * ps / 10, 3)],
         "origin_angstrom": [float(mosaic.y[0]), float(mosaic.x[0])],
         "dtype": str(mosaic.dtype),
-        "levels": levels,
+        "levels": described.levels,
         "dask_chunks": [list(c[:1]) for c in mosaic.data.chunks],
         **{k: v for k, v in mosaic.attrs.items() if k not in {"provenance", "frames"}},
         "frames": len(mosaic.attrs.get("frames", [])) or None,

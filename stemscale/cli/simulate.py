@@ -85,13 +85,15 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel.simulate import simulate_mosaic
 
     concentrations = _concentrations(args.defect)
-    extra = {} if concentrations is None else {"concentrations": concentrations}
     if args.structure:
         sample = Sample.from_file(args.structure, material=args.material,
                                   rotation_deg=args.rotation or 0.0)
     else:
         sample = Sample(material=args.material, min_defect_spacing_A=args.min_spacing,
-                        rotation_deg=args.rotation, **extra)
+                        rotation_deg=args.rotation)
+        if concentrations is not None:
+            sample = Sample(material=args.material, min_defect_spacing_A=args.min_spacing,
+                            rotation_deg=args.rotation, concentrations=concentrations)
     microscope = Microscope(high_tension_kv=args.kv, convergence_mrad=args.convergence,
                             pixel_size_A=args.pixel_size, defocus_nm=args.defocus,
                             source_size_A=args.source_size)

@@ -97,7 +97,7 @@ def evaluate_frames(
     mpx, seconds, n = 0.0, 0.0, 0
     for fr in frames:
         t0 = time.perf_counter()
-        extra = {} if min_area is None else {"min_area": min_area}
+        extra: dict[str, Any] = {} if min_area is None else {"min_area": min_area}
         found = detect(fr.image, fr.metadata.pixel_size_angstrom, model=loaded, tta=tta,
                        resample=True, **extra)
         seconds += time.perf_counter() - t0
@@ -110,8 +110,8 @@ def evaluate_frames(
         cols.append(column_scores(found.columns, fr.truth, **kw))
     if n == 0:
         raise ValueError("no frames to evaluate")
-    colsum = {k: int(sum(c[k] for c in cols)) for k in ("n_true", "n_pred", "matched", "missed",
-                                                        "spurious")}
+    colsum: dict[str, Any] = {k: int(sum(c[k] for c in cols))
+                              for k in ("n_true", "n_pred", "matched", "missed", "spurious")}
     colsum["site_accuracy"] = float(np.average([c["site_accuracy"] for c in cols],
                                                weights=[c["matched"] for c in cols]))
     colsum["rms_position_error_px"] = float(np.sqrt(np.average(

@@ -137,7 +137,7 @@ def predict_windows(
     """Class probabilities (N, C, h, w) for standardised windows (N, 1, h, w) on the model's device."""
     net = loaded.network
     ks: Sequence[int] = range(8) if tta else (0,)
-    out = None
+    out: torch.Tensor | None = None
     use_amp = amp and windows.device.type == "cuda"
     with torch.inference_mode():
         for k in ks:
@@ -150,6 +150,8 @@ def predict_windows(
             p = torch.softmax(logits.float(), dim=1)
             p = dihedral_inverse(p, k) if k else p
             out = p if out is None else out + p
+    if out is None:  # pragma: no cover - ks always holds at least the identity
+        raise RuntimeError("no dihedral transform was evaluated")
     return out / len(ks)
 
 
@@ -212,9 +214,9 @@ def predict_proba(
         batch = np.stack([x[y : y + window, xx : xx + window] for y, xx in chunk])[:, None]
         t = torch.from_numpy(batch).to(dev, dtype=loaded.dtype)
         p = predict_windows(loaded, t, tta=tta, amp=amp).float().cpu() * wt
-        p = p.numpy()
+        pn = p.numpy()
         for j, (y, xx) in enumerate(chunk):
-            acc[:, y : y + window, xx : xx + window] += p[j]
+            acc[:, y : y + window, xx : xx + window] += pn[j]
             wsum[y : y + window, xx : xx + window] += weight
     acc /= wsum
     return acc[:, :H, :W]

@@ -41,7 +41,7 @@ def place_defects(defects: pd.DataFrame, atoms: pd.DataFrame, lattice_nn: float)
     out = defects.copy()
     out["position"] = "fcn"
     fitted = atoms[np.isfinite(atoms["x_px"]) & np.isfinite(atoms["y_px"])]
-    trees = {}
+    trees: dict[str, tuple[cKDTree, pd.DataFrame] | None] = {}
     for site in ("M", "X"):
         sel = fitted[fitted["site"] == site]
         trees[site] = (cKDTree(sel[["x_px", "y_px"]].to_numpy()), sel) if len(sel) else None
@@ -49,17 +49,19 @@ def place_defects(defects: pd.DataFrame, atoms: pd.DataFrame, lattice_nn: float)
         site = DEFECT_SITE.get(row["class"], "X")
         empty = row["class"] in ("DV", "MV")
         point = (row["x_px"], row["y_px"])
-        if not empty and trees[site] is not None:
-            dist, j = trees[site][0].query(point)
+        own = trees[site]
+        if not empty and own is not None:
+            dist, j = own[0].query(point)
             if dist <= 0.5 * lattice_nn:
-                hit = trees[site][1].iloc[j]
+                hit = own[1].iloc[j]
                 out.loc[i, ["x_px", "y_px", "position"]] = [hit["x_px"], hit["y_px"], "column"]
                 continue
         other = "X" if site == "M" else "M"
-        if trees[other] is not None and len(trees[other][1]) >= 3:
-            dist, j = trees[other][0].query(point, k=3)
+        ring_trees = trees[other]
+        if ring_trees is not None and len(ring_trees[1]) >= 3:
+            dist, j = ring_trees[0].query(point, k=3)
             if np.all(dist <= 1.5 * lattice_nn):
-                ring = trees[other][1].iloc[j]
+                ring = ring_trees[1].iloc[j]
                 out.loc[i, ["x_px", "y_px", "position"]] = [
                     ring["x_px"].mean(), ring["y_px"].mean(), "site",
                 ]

@@ -145,10 +145,22 @@ class BlockConfig:
             from .run import mosaic_statistics
 
             stats = mosaic_statistics(info.url, storage_options=info.storage_options or None)
+        from ..detect.checks import check_sampling
+
+        material = material or info.material
         if overrides.get("column_spacing_angstrom") is None:
-            overrides["column_spacing_angstrom"] = column_spacing(material or info.material)
+            overrides["column_spacing_angstrom"] = column_spacing(material)
         overrides.setdefault("translation_angstrom", tuple(info.translation_angstrom))
-        return cls(pixel_size_angstrom=float(info.pixel_size_angstrom), stats=stats, **overrides)
+        config = cls(pixel_size_angstrom=float(info.pixel_size_angstrom), stats=stats, **overrides)
+        model_material = None
+        if config.detector == "fcn":
+            from ..detect.weights import model_ref
+
+            model_material = model_ref(config.model).manifest.material
+        check_sampling(config.pixel_size_angstrom, material=material,
+                       model_material=model_material, fit_window=config.fit_window,
+                       where=f"mosaic '{info.where}'")
+        return config
 
     @property
     def halo(self) -> int:

@@ -10,6 +10,8 @@ applied once per key; the NumPy and Numba versions give identical bits.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numba
 import numpy as np
 
@@ -40,7 +42,10 @@ _S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
+_U64 = TypeVar("_U64", np.ndarray, np.uint64)
+
+
+def _mix(z: _U64) -> _U64:
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)

@@ -54,10 +54,10 @@ def mean_site_displacements(truth: pd.DataFrame, centres_xy: np.ndarray, geometr
     centres = np.asarray(centres_xy, dtype=float).reshape(-1, 2)
     total = np.zeros((len(offs), 2))
     count = np.zeros(len(offs))
-    for c in centres:
+    for centre in centres:
         # the centre's own ideal position: its displacement is ~0 by symmetry, use the nearest ideal site
-        d0, j0 = tree.query(c, k=1)
-        c_ideal = ideal[j0] if d0 < tolerance_px else c
+        d0, j0 = tree.query(centre, k=1)
+        c_ideal = ideal[j0] if d0 < tolerance_px else centre
         d, j = tree.query(c_ideal[None, :] + offs, k=1)
         ok = d < tolerance_px
         u = np.where(ok[:, None], disp[j], np.nan)

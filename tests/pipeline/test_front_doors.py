@@ -28,8 +28,8 @@ def test_find_and_run_use_the_materials_column_spacing(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(MOS2))
     out = tmp_path / "run"
     assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 0
-    record = json.loads((out / "run.json").read_text())
-    run_spacing = record["stages"]["find"]["column_spacing_angstrom"]
+    summary = json.loads((out / "summary.json").read_text())
+    run_spacing = summary["find"]["column_spacing_angstrom"]
     run_manifest = json.loads((out / "tables" / "manifest.json").read_text())
 
     mosaic = next(p for p in out.rglob("*.zarr") if (p / "zarr.json").exists())
