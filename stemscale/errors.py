@@ -15,6 +15,7 @@ __all__ = [
     "MosaicNotFoundError",
     "IncompleteMosaicError",
     "CorruptBlockError",
+    "StemscaleWarning",
 ]
 
 
@@ -40,3 +41,7 @@ class IncompleteMosaicError(StemscaleError, RuntimeError):
 
 class CorruptBlockError(StemscaleError, RuntimeError):
     """A chunk of a mosaic cannot be read or decoded."""
+
+
+class StemscaleWarning(UserWarning):
+    """Something a user should know that does not stop the work (shown as one line by the CLI)."""

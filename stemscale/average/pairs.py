@@ -24,7 +24,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from .screening import ScreeningRules, crop_inside
+from .screening import ScreeningRules, _check_shape, crop_inside
 from .symmetry import symmetry_operations
 
 __all__ = ["PairsResult", "find_pairs", "canonical_vector", "transform_crops", "pair_class_name"]
@@ -48,7 +48,7 @@ def _integer_ops(a1: np.ndarray, a2: np.ndarray, mirror_angle_deg: float) -> lis
     return out
 
 
-def canonical_vector(m: Sequence[int], a1: np.ndarray, a2: np.ndarray,
+def canonical_vector(m: Sequence[int] | np.ndarray, a1: np.ndarray, a2: np.ndarray,
                      mirror_angle_deg: float | None = None) -> tuple[tuple[int, int], int, bool]:
     """Canonical image of a lattice vector under C3v and reversal.
 
@@ -67,7 +67,7 @@ def canonical_vector(m: Sequence[int], a1: np.ndarray, a2: np.ndarray,
         mirror_angle_deg = math.degrees(math.atan2(a1[1], a1[0])) + 90.0
     ops = _integer_ops(a1, a2, mirror_angle_deg)
     phi = math.atan2(a1[1], a1[0])
-    best = None
+    best: tuple[tuple[float, float, int, bool], tuple[int, int], int, bool] | None = None
     for k, op in enumerate(ops):
         for swapped, sign in ((False, 1), (True, -1)):
             c = sign * (op @ np.asarray(m, dtype=np.int64))
@@ -76,6 +76,8 @@ def canonical_vector(m: Sequence[int], a1: np.ndarray, a2: np.ndarray,
             key = (round(float(v @ v), 6), round(ang, 6), k, swapped)
             if best is None or key < best[0]:
                 best = (key, (int(c[0]), int(c[1])), k, swapped)
+    if best is None:  # pragma: no cover - C3v always has six operations
+        raise RuntimeError("no symmetry operation to canonicalise the pair vector")
     return best[1], best[2], best[3]
 
 
@@ -141,6 +143,7 @@ def find_pairs(
         if c not in defects.columns:
             raise InputError(f"defects table lacks column {c!r}")
     ps = float(pixel_size_A)
+    shape = _check_shape(mosaic_shape)
     a1 = np.asarray(a1_px, dtype=float)
     a2 = np.asarray(a2_px, dtype=float)
     A = np.column_stack([a1, a2])
@@ -170,7 +173,7 @@ def find_pairs(
         canon, op, swapped = canonical_vector(m, a1, a2, phi + 90.0)
         centre = q if swapped else p
         cx, cy = int(np.floor(xy[centre, 0] + 0.5)), int(np.floor(xy[centre, 1] + 0.5))
-        if not crop_inside(np.array([cx]), np.array([cy]), crop, margin_px, tuple(mosaic_shape))[0]:
+        if not crop_inside(np.array([cx]), np.array([cy]), crop, margin_px, shape)[0]:
             counts["crop_outside"] += 1
             continue
         name = pair_class_name(cls, canon)

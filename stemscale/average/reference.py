@@ -39,13 +39,14 @@ class RegisteredPart:
 
 
 def _symmetriser(cfg: AveragingConfig, a_px: float) -> Callable[[np.ndarray], np.ndarray] | None:
-    if cfg.reference_symmetry is None:
+    group = cfg.reference_symmetry
+    if group is None:
         return None
     from .symmetry import symmetrise
 
     def sym(img: np.ndarray) -> np.ndarray:
         lat = fit_lattice(img, a_px)
-        return symmetrise(img, group=cfg.reference_symmetry, mirror_angle_deg=lat.angle_deg + 90.0)
+        return symmetrise(img, group=group, mirror_angle_deg=lat.angle_deg + 90.0)
 
     return sym
 
@@ -176,6 +177,9 @@ def gather_crops(window: np.ndarray, origin: tuple[int, int], cx: np.ndarray, cy
                   mirror: np.ndarray | None = None) -> np.ndarray:
     crops = extract_crops(window, cx, cy, crop, margin=margin, origin=origin, dtype=np.float32)
     if ops is not None and (ops != 0).any():
+        if mirror is None:
+            raise InputError("gather_crops needs the mirror angles (mirror_angle_deg) of pair crops "
+                             "whose symmetry operations (op) are given")
         from .pairs import transform_crops
 
         crops = transform_crops(crops, ops, mirror).astype(np.float32)

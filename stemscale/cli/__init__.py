@@ -11,10 +11,11 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+import warnings
+from typing import Sequence, TextIO
 
 from .._version import __version__
-from ..errors import StemscaleError
+from ..errors import StemscaleError, StemscaleWarning
 from .errors import one_line
 
 # Modules that provide subcommands, in the order they appear in --help.
@@ -58,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str) -> None:
+    """Show stemscale's own warnings as one line each, like its errors."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if issubclass(category, StemscaleWarning):
+            print(f"stemscale {command}: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stemscale`` console script."""
     parser = build_parser()
@@ -66,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = bool(args.debug or os.environ.get("STEMSCALE_DEBUG"))
+    if not debug:
+        _one_line_warnings(str(args.command))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -64,7 +64,11 @@ def _register_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: <input stem>-detect)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="pixel size in Å (overrides the file's calibration)")
-    p.add_argument("--model", default=None, help="shipped model name or manifest .json path")
+    p.add_argument("--model", default=None,
+                   help="shipped model name or manifest .json path (default: the shipped model "
+                   "for --material)")
+    p.add_argument("--material", default=None,
+                   help="specimen material, e.g. MoS2 (default: the mosaic's, else WSe2)")
     p.add_argument("--no-tta", action="store_true", help="skip 8x test-time augmentation")
     p.add_argument("--resample", action="store_true",
                    help="resample when the pixel size differs from the model's by > 10 %%")
@@ -87,6 +91,8 @@ def _load_image(args: argparse.Namespace):
             raise InputError(f"mosaic {path} has {mosaic.size / 1e6:.0f} Mpx; `stemscale detect` "
                              "loads one image into memory, use the Dask pipeline for mosaics")
         ps = args.pixel_size or float(mosaic.attrs["pixel_size_angstrom"])
+        if args.material is None and mosaic.attrs.get("material"):
+            args.material = str(mosaic.attrs["material"])
         return np.asarray(mosaic.values, dtype=np.float32), ps
     from ..io import read_frame
 
@@ -102,8 +108,14 @@ def _run_detect(args: argparse.Namespace) -> int:
     from ..detect import detect
     from ..detect.plot import save_overlay
 
+    from ..detect.checks import check_sampling
+    from ..detect.weights import model_for_material, model_ref
+
     image, ps = _load_image(args)
-    found = detect(image, ps, model=args.model, tta=not args.no_tta, device=args.device,
+    model = args.model or model_for_material(args.material)
+    check_sampling(ps, material=args.material, model_material=model_ref(model).manifest.material,
+                   where=f"'{args.input}'")
+    found = detect(image, ps, model=model, tta=not args.no_tta, device=args.device,
                    resample=args.resample, amp=args.amp)
     out = Path(args.out or (Path(args.input.rstrip("/")).stem + "-detect"))
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..errors import InputError
+from ..errors import InputError, StemscaleWarning
 from ..lattice import column_spacing, get_material
 
 __all__ = ["MIN_PIXELS_PER_SPACING", "SamplingWarning", "check_sampling"]
@@ -20,7 +20,7 @@ __all__ = ["MIN_PIXELS_PER_SPACING", "SamplingWarning", "check_sampling"]
 MIN_PIXELS_PER_SPACING = 4.0
 
 
-class SamplingWarning(UserWarning):
+class SamplingWarning(StemscaleWarning):
     """The image can be processed, but not as the model or the fit expects."""
 
 

@@ -34,6 +34,7 @@ estimator in one batch (only the window pixels of each resample are needed).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,9 @@ class ColumnFit:
             # the defect column's own amplitude in each image sets its tail in its neighbours' windows
             from ..fit.models import get_model
 
+            if self.core_offsets is None or self.core_amplitude is None:
+                raise InputError("ColumnFit has core_index but lacks core_offsets or core_amplitude; "
+                                 "set all three (as fit_columns does) or none")
             amp = res.parameters.reshape(B, n, -1)[:, self.core_index, get_model(self.model).amplitude_index]
             scale = amp / self.core_amplitude[None, :]
             scale = np.where(np.isfinite(scale), scale, 1.0)                           # (B, n_core)
@@ -296,7 +300,7 @@ def fit_columns(
     m = get_model(model)
     n = len(pos)
     weights = window_weights(pos, int(window), img.shape, window_radius_px, variance)
-    kw = {} if weights is None else {"weights": weights}
+    kw: dict[str, Any] = {} if weights is None else {"weights": weights}
     rounds = int(neighbour_rounds) if neighbour_model != "none" else 0
     if neighbour_model == "gaussian":
         wf = fit_with_neighbours(img, pos, window=window, model=m, estimator=estimator, rounds=rounds, **kw)
