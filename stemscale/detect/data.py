@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class SimulatedFrames:
         rng = np.random.default_rng(seed)
         lo, hi = d.dose_range
         dose = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-        conc = {k: float(rng.uniform(*v)) for k, v in d.concentrations.items()}
+        conc = {k: float(rng.uniform(lo_c, hi_c)) for k, (lo_c, hi_c) in d.concentrations.items()}
         return {"seed": seed, "dose": dose, "concentrations": conc, "rng": rng}
 
     def simulate(self, seed: int, shape: tuple[int, int] | None = None, *,
@@ -147,7 +147,7 @@ class SimulatedFrames:
         microscope = (sim.Microscope.random(rng, **micro_kw) if d.random_microscope
                       else sim.Microscope(**micro_kw))
         distortions = sim.Distortions.random(rng) if d.scan_distortions else sim.Distortions()
-        sample_kw = {}
+        sample_kw: dict[str, Any] = {}
         if d.rotation:
             sample_kw["rotation_deg"] = float(rng.uniform(0.0, 360.0))
         sample_kw["background_fraction"] = float(rng.uniform(*d.background_fraction))

@@ -42,6 +42,8 @@ from .process import BlockConfig, empty_atoms, empty_defects, process_block
 __all__ = ["RunResult", "mosaic_statistics", "run_mosaic", "read_block_window", "load_tables"]
 
 MANIFEST = "manifest.json"
+#: Marker in a table folder while its run is unfinished.
+INCOMPLETE = "RUN-NOT-FINISHED.txt"
 
 
 @dataclass
@@ -95,7 +97,12 @@ def mosaic_statistics(url: str, *, storage_options: dict | None = None,
         n += tile.size
     mean = s / n
     std = float(np.sqrt(max(s2 / n - mean**2, 0.0)))
-    return float(mean), std if std > 0 else 1.0
+    if std == 0:
+        raise InputError(
+            f"mosaic '{url}' is constant (every sampled pixel is {mean:g}): there is nothing to "
+            "find; check the acquisition, or the ingest that wrote it"
+        )
+    return float(mean), std
 
 
 def read_block_window(url: str, spec: BlockSpec, storage_options: dict | None = None) -> np.ndarray:
@@ -103,7 +110,8 @@ def read_block_window(url: str, spec: BlockSpec, storage_options: dict | None = 
     from ..io.blocks import ZarrBlockReader
 
     group, array = _reader(url, storage_options)
-    reader = ZarrBlockReader(url, "0", array.shape, array.dtype,
+    path = str(getattr(array, "path", "") or "0")
+    reader = ZarrBlockReader(url, path, array.shape, array.dtype,
                              getattr(array, "shards", None) or array.chunks, storage_options)
     try:
         return np.asarray(reader[spec.window_slices()])
@@ -250,6 +258,13 @@ def run_mosaic(
     target = _labels_target(url, group, config, block_shape,
                             bool(labels or probabilities or labels_store is not None),
                             probabilities, labels_store, storage_options, labels_storage_options)
+    from ..io.store import is_remote
+
+    if is_remote(str(output)):
+        raise InputError(
+            f"the output '{output}' is a URL; block tables are written to a local or shared "
+            "file-system folder (the mosaic itself may live in object storage)"
+        )
     out = Path(output)
     manifest = _manifest(url, array.shape, specs, config, block_shape, target)
     old_path = out / MANIFEST
@@ -269,6 +284,12 @@ def run_mosaic(
             shutil.rmtree(out)
     for sub in ("atoms", "defects", "blocks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (out / sub).glob(".*.tmp"):  # parts of a killed run's unfinished writes
+            stale.unlink(missing_ok=True)
+    for sub in ("atoms", "defects"):
+        # Not Parquet on purpose: pandas.read_parquet of an unfinished table fails loudly.
+        (out / sub / INCOMPLETE).write_text(
+            "this run has not finished; rerun it to complete the missing blocks\n")
     manifest["run_id"] = run_id
     manifest["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     old_path.write_text(json.dumps(manifest, indent=2, default=str))
@@ -292,6 +313,8 @@ def run_mosaic(
         rec = json.loads((out / "blocks" / f"{spec.key}.json").read_text())
         n_atoms += rec["atoms"]
         n_defects += rec["defects"]
+    for sub in ("atoms", "defects"):
+        (out / sub / INCOMPLETE).unlink(missing_ok=True)
     manifest.update(complete=True, n_atoms=n_atoms, n_defects=n_defects,
                     finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     old_path.write_text(json.dumps(manifest, indent=2, default=str))

@@ -161,6 +161,12 @@ def _cluster_kind_problem(kind: str) -> str | None:
             f"or a scheduler file (.json), got {kind!r}{f'; did you mean {near!r}?' if near else ''}")
 
 
+def _check_layout(chunks: tuple[int, int], shards: tuple[int, int]) -> None:
+    if any(s % c for s, c in zip(shards, chunks)):
+        raise Invalid(f"must be whole multiples of the chunks {list(chunks)} along each axis, "
+                      f"got {list(shards)}", key="shards")
+
+
 # ----------------------------------------------------------------------------- sections
 class Section(ConfigModel):
     """A section of a pipeline file (read-only once loaded)."""
@@ -185,6 +191,11 @@ class SimulateSection(Section):
     position_noise_pm: NonNegative = 0.0
     chunks: Pair = (512, 512)
     shards: Pair = (1024, 1024)
+
+    @model_validator(mode="after")
+    def _layout(self) -> SimulateSection:
+        _check_layout(self.chunks, self.shards)
+        return self
 
 
 class InputSection(Section):
@@ -212,6 +223,7 @@ class InputSection(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> InputSection:
+        _check_layout(self.chunks, self.shards)
         given = [k for k in ("mosaic", "files", "example") if getattr(self, k)]
         if len(given) != 1:
             raise Invalid(f"needs exactly one of 'mosaic', 'files' or 'example', got {given or 'none'}")

@@ -47,11 +47,17 @@ def mx2_columns(sample: "Sample | None" = None, box=(0.0, 100.0, 0.0, 100.0), se
     import pandas as pd
 
     from ..classes import DEFECT_CLASSES
+    from ..errors import InputError
     from .scene import check_seed
     from .structure import columns_in_box
 
-    sample = sample or Sample()
-    c = columns_in_box(sample, check_seed(seed), tuple(float(b) for b in box))
+    sample = sample if sample is not None else Sample()
+    key = check_seed(seed)
+    try:
+        xmin, xmax, ymin, ymax = (float(b) for b in box)
+    except (TypeError, ValueError):
+        raise InputError(f"box must be (xmin, xmax, ymin, ymax) in Å, got {box!r}") from None
+    c = columns_in_box(sample, key, (xmin, xmax, ymin, ymax))
     names = np.array(c.species_names, dtype=object)
     defects = np.array(list(DEFECT_CLASSES) + [""], dtype=object)
     return pd.DataFrame(

@@ -134,6 +134,9 @@ def simulate_frame(
             raise ValueError
     except (TypeError, ValueError):
         raise InputError(f"origin must be two integer pixel indices (row, col), got {origin!r}") from None
+    sample = sample if sample is not None else Sample()
+    microscope = microscope if microscope is not None else Microscope()
+    distortions = distortions if distortions is not None else Distortions()
     scene = Scene(sample, microscope, distortions, dose_e_per_a2, seed, label_area_px)
     if render_tile is None and h * w > _FRAME_TILE**2 * 4:
         render_tile = _FRAME_TILE  # bounded memory for very large frames

@@ -332,6 +332,9 @@ class Sample:
             atoms = ase.io.read(os.fspath(path), index=index)
         except Exception as exc:
             raise InputError(f"ASE could not read '{os.fspath(path)}': {exc}") from None
+        if isinstance(atoms, list):
+            raise InputError(f"index={index!r} selects {len(atoms)} structures in '{os.fspath(path)}'; "
+                             "pass the index of one frame")
         cell = None
         if atoms.cell.rank >= 2 and bool(np.asarray(atoms.pbc)[:2].all()):
             cell = np.asarray(atoms.cell)[:2, :2]

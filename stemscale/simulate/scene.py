@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -220,6 +220,8 @@ class Scene:
         out = {"expected": np.empty((height, width))}
         if labels:
             out.update({name: np.empty((height, width), dtype=bool) for name in LABEL_CHANNELS})
+        starts_y: Sequence[int]
+        starts_x: Sequence[int]
         if tile is None:
             starts_y, starts_x, th, tw = [y0], [x0], height, width
         else:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..classes import DEFECT_CLASSES
+from ..errors import InputError
 from . import _hash
 from .fields import field_cutoff
 from .materials import column_species
@@ -115,8 +116,11 @@ def _sites(a1, a2, origin, basis: np.ndarray, box: Box):
     for s, b in enumerate(basis):
         x, y = bx + b[0], by + b[1]
         keep = _in_box(x, y, box)
-        out_n1.append(n1[keep]); out_n2.append(n2[keep]); out_s.append(np.full(int(keep.sum()), s))
-        out_x.append(x[keep]); out_y.append(y[keep])
+        out_n1.append(n1[keep])
+        out_n2.append(n2[keep])
+        out_s.append(np.full(int(keep.sum()), s))
+        out_x.append(x[keep])
+        out_y.append(y[keep])
     cat = np.concatenate
     return cat(out_n1).astype(np.int64), cat(out_n2).astype(np.int64), cat(out_s).astype(np.int64), cat(out_x), cat(out_y)
 
@@ -261,6 +265,8 @@ def _lattice_columns(sample: Sample, seed: int, box: Box) -> Columns:
 
 def _structure_columns(sample: Sample, seed: int, box: Box) -> Columns:
     st = sample.structure
+    if st is None:
+        raise InputError("the sample has no explicit structure; its columns come from the lattice")
     theta = _rotation(sample, seed)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     basis = st.xy @ rot.T
