@@ -75,6 +75,10 @@ def one_line(exc: BaseException) -> str:
             where = getattr(e, "filename", None)
             what = f"'{where}'" if where else "the output location"
             return f"cannot write to {what}: permission denied (read-only?); choose another output folder"
+        if isinstance(e, OSError) and e.errno in (errno.ENOTDIR, errno.EEXIST):
+            where = getattr(e, "filename", None)
+            return (f"cannot create '{where}': a file is in the way; choose another output "
+                    "folder")
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return "no space left on the output device; free space or choose another output folder"
         if isinstance(e, FileNotFoundError):

@@ -57,7 +57,9 @@ def make_cluster(kind: str = "local", **options: Any):
         worker process per core by default (torch and BLAS threads pinned to the
         worker's thread count, so nothing oversubscribes).
         ``"cuda"``: ``dask_cuda.LocalCUDACluster``, one worker per GPU, one thread
-        each, RMM pool shared with torch and CuPy.
+        each; with an RMM pool (``rmm_pool_size=...`` or ``rmm_async=True``, needs
+        the ``rmm`` package) torch and CuPy allocate from it, else each keeps its
+        own caching allocator.
         ``"slurm"``: ``dask_jobqueue.SLURMCluster``; options are passed through
         (``cores``, ``memory``, ``queue``, ``walltime``, ``job_extra_directives`` ...);
         call ``cluster.scale(jobs=n)`` afterwards.
@@ -96,12 +98,19 @@ def make_cluster(kind: str = "local", **options: Any):
             )
     if kind == "cuda":
         dask_cuda = _require("dask_cuda", "gpu", kind)
-        defaults = {
+        import importlib.util
+
+        defaults: dict[str, Any] = {
             "threads_per_worker": 1,
             "rmm_pool_size": None,
-            "rmm_allocator_external_lib_list": ["torch", "cupy"],
             "dashboard_address": ":0",
         }
+        # Routing torch and CuPy through RMM needs rmm (dask-cuda does not install it: without it
+        # every worker fails to start) and only pays with a pool: RMM's default resource is plain
+        # cudaMalloc, slower than torch's and CuPy's own caching allocators.
+        pooled = options.get("rmm_pool_size") is not None or bool(options.get("rmm_async"))
+        if pooled and importlib.util.find_spec("rmm") is not None:
+            defaults["rmm_allocator_external_lib_list"] = ["torch", "cupy"]
         return dask_cuda.LocalCUDACluster(**{**defaults, **options})
     if kind == "slurm":
         jobqueue = _require("dask_jobqueue", "deploy", kind)

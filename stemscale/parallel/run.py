@@ -91,7 +91,17 @@ def mosaic_statistics(url: str, *, storage_options: dict | None = None,
     s = s2 = n = 0.0
     for k in picks:
         i, j = divmod(int(k), gx)
-        tile = np.asarray(array[i * cy:(i + 1) * cy, j * cx:(j + 1) * cx], dtype=np.float64)
+        try:
+            tile = np.asarray(array[i * cy:(i + 1) * cy, j * cx:(j + 1) * cx], dtype=np.float64)
+        except (ValueError, RuntimeError, OSError) as exc:  # checksum / codec / truncated object
+            if isinstance(exc, (InputError, FileNotFoundError)):
+                raise
+            raise CorruptBlockError(
+                f"mosaic '{url}': the chunk at pixels y {i * cy}:{min((i + 1) * cy, ny)}, "
+                f"x {j * cx}:{min((j + 1) * cx, nx)} cannot be read ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); its shard object is damaged: "
+                "restore or re-ingest it"
+            ) from exc
         s += tile.sum()
         s2 += np.square(tile).sum()
         n += tile.size

@@ -94,3 +94,9 @@ def test_training_settings_changed_after_loading_are_checked():
     with pytest.raises(ValidationError):
         cfg.optim.steps = "many"  # assignments are type-checked
     assert TrainConfig.from_dict(cfg.to_dict() | {"optim": {"steps": 5}}).optim.steps == 5
+
+
+def test_store_layout_is_checked_when_the_file_is_read(tmp_path):
+    msg = error_of(write(tmp_path, {"kind": "demo", "simulate": {"chunks": [512, 512],
+                                                                 "shards": [768, 768]}}))
+    assert "'simulate.shards' must be whole multiples of the chunks [512, 512]" in msg
