@@ -39,8 +39,8 @@ from pathlib import Path
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-import numpy as np
-import pandas as pd
+import numpy as np  # noqa: E402  (after the thread limits above)
+import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import RESULTS_DIR, print_table, target, write_results  # noqa: E402
@@ -185,7 +185,7 @@ def poisson_ideal(res, cs) -> dict:
 # ----------------------------------------------------------------------------- stage 5
 def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
     """sigma_1 and class-average precision of pristine crops: Poisson only, + scan distortion, noiseless."""
-    from stemscale.average import AveragingConfig, screen_defects, select_pristine
+    from stemscale.average import AveragingConfig, select_pristine
     from stemscale.parallel.averaging import average_classes
     from stemscale.io.crop_stack import CropStack
     from stemscale.average import resample_counts, standard_error
@@ -202,7 +202,6 @@ def error_budget(workdir: Path, seed: int, n_frames: int) -> dict:
         "noiseless": dict(distortions=None, noisy=False),
     }
     for name, cond in conds.items():
-        crops_all = []
         tables = []
         images = []
         for k in range(n_frames):
@@ -527,8 +526,6 @@ def main(argv=None) -> int:
         cluster.close()
 
     se_ww = float(sp.loc[sp["bond"] == "mean", "class_se_pm"].iloc[0])
-    err3 = comp["error_pm"].abs().to_numpy()
-    z3 = comp["error_in_se"].abs().to_numpy()
     targets = [
         target("standard error of the mean W-W spacing around the SV", 0.1, se_ww, "pm", higher_is_better=False,
                note=f"N = {res_f.count('SV')} SVs, {args.n_boot} bootstrap resamples"),

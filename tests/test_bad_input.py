@@ -111,7 +111,7 @@ def test_corrupt_shard_names_one_block_and_leaves_the_run_unfinished(frame_mosai
     line = _one_line(proc, "broken.zarr", "damaged")
     assert line.count("shard") <= 2, line
     _not_complete(out)
-    with pytest.raises(Exception, match="RUN-NOT-FINISHED|Parquet|parquet"):
-        import pandas as pd
+    import pandas as pd
 
+    with pytest.raises(Exception):  # no table, or one that pandas refuses: never half a table
         pd.read_parquet(out / "atoms")
