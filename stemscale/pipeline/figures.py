@@ -156,7 +156,7 @@ def spacing_figure(result: Any, pixel_size: float, shape: tuple[int, int], out: 
 
         segs = np.stack([xy[bonds["i"].to_numpy()], xy[bonds["j"].to_numpy()]], axis=1) * pixel_size / 10
         lo, hi = np.percentile(d, [2, 98])
-        lc = LineCollection(segs, cmap="coolwarm", linewidths=1.5)
+        lc = LineCollection(list(segs), cmap="coolwarm", linewidths=1.5)
         lc.set_array(d)
         lc.set_clim(lo, hi)
         ax1.add_collection(lc)

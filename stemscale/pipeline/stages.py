@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,18 @@ __all__ = ["Context", "stage_simulate", "stage_input", "stage_find", "stage_scor
            "stage_spacing", "stage_average", "stage_strain"]
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def _known(value: T | None, what: str) -> T:
+    """A context value an earlier stage sets (the mosaic's URL, pixel size ...), or a clear error."""
+    if value is None:
+        raise InputError(f"the {what} is not known at this point of the pipeline; the stage that "
+                         "reads the mosaic (simulate or input) must run first")
+    return value
+
 
 
 @dataclass
@@ -97,7 +109,7 @@ def _mosaic_complete(url: str, storage_options: dict | None = None) -> bool:
 def _describe_mosaic(ctx: Context) -> dict[str, Any]:
     from ..io import MosaicInfo
 
-    info = MosaicInfo.read(ctx.mosaic_url, storage_options=ctx.storage_options)
+    info = MosaicInfo.read(_known(ctx.mosaic_url, "mosaic"), storage_options=ctx.storage_options)
     ctx.mosaic_info = info
     ctx.pixel_size = info.pixel_size_angstrom
     ctx.translation = info.translation_angstrom
@@ -123,7 +135,9 @@ def stage_simulate(ctx: Context) -> dict[str, Any]:
         from ..io import open_mosaic_group
 
         ctx.console.print(f"mosaic already simulated: {url}")
-        made = open_mosaic_group(url).attrs.get("stemscale", {}).get("summary", {})
+        block = open_mosaic_group(url).attrs.get("stemscale", {})
+        made = block.get("summary", {}) if isinstance(block, dict) else {}
+        made = made if isinstance(made, dict) else {}
         summary["reused"] = True
         summary["truth"] = {k: made[k] for k in ("columns", "species", "defects") if k in made}
     else:
@@ -226,7 +240,7 @@ def stage_find(ctx: Context) -> dict[str, Any]:
     if labels and detector != "fcn":
         ctx.note("no FCN for this material, so no probability maps are written (detect.labels)")
         labels = False
-    result = run_mosaic(ctx.mosaic_url, ctx.path / "tables", config,
+    result = run_mosaic(_known(ctx.mosaic_url, "mosaic"), ctx.path / "tables", config,
                         block_shape=b.shape, storage_options=ctx.storage_options,
                         progress=ctx.progress, retries=b.retries, labels=labels,
                         probabilities=d.probabilities and labels,
@@ -244,7 +258,7 @@ def stage_find(ctx: Context) -> dict[str, Any]:
         "fit_states": {FitState(int(k)).name: int(v) for k, v in states.items()},
         "median_position_error_pm": _median_error(ctx.atoms),
         "seconds": round(result.seconds, 2),
-        "megapixels_per_second": (ctx.shape[0] * ctx.shape[1] / 1e6 / result.seconds
+        "megapixels_per_second": (_known(ctx.shape, "mosaic shape")[0] * _known(ctx.shape, "mosaic shape")[1] / 1e6 / result.seconds
                                   if result.seconds > 0 and not result.skipped else None),
         "tables": "tables/atoms, tables/defects",
         "labels": ((d.labels_store or f"{ctx.mosaic_url}/labels") if labels else None),
@@ -268,10 +282,10 @@ def stage_score(ctx: Context) -> dict[str, Any]:
     from ..io.truth import read_truth
 
     s = ctx.config.score
-    truth = read_truth(ctx.truth_url)
-    ps = ctx.pixel_size
+    truth = read_truth(_known(ctx.truth_url, "truth table"))
+    ps = _known(ctx.pixel_size, "pixel size")
     radius = s.column_radius_px or 0.45 * column_spacing(ctx.material) / ps
-    atoms, defects = ctx.atoms, ctx.defects
+    atoms, defects = _known(ctx.atoms, "atoms table"), _known(ctx.defects, "defects table")
     present = truth[truth["n_atoms"] > 0] if "n_atoms" in truth else truth
     cols = column_scores(atoms, present, radius=radius, shape=ctx.shape, border=s.border_px)
     # Position precision of converged fits against the true positions, per site, in pm.
@@ -318,7 +332,8 @@ def _number(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return None
-        return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+        number = float(value)
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
     return value
 
 
@@ -333,8 +348,8 @@ def stage_spacing(ctx: Context) -> dict[str, Any]:
         raise InputError("no atom columns were found, so there are no spacings to measure")
     spec = MATERIALS.get(ctx.material or "")
     result = metal_spacings(
-        ctx.atoms, ctx.pixel_size, ctx.shape, region_A=s.region_A,
-        translation_angstrom=tuple(ctx.translation), exclude_radius_A=s.exclude_radius_A,
+        ctx.atoms, _known(ctx.pixel_size, "pixel size"), _known(ctx.shape, "mosaic shape"),
+        region_A=s.region_A, translation_angstrom=(float(ctx.translation[0]), float(ctx.translation[1])), exclude_radius_A=s.exclude_radius_A,
         substitution_threshold=s.substitution_threshold, tolerance=s.tolerance, edge_A=s.edge_A,
         nominal_a_A=spec.a if spec else None, metal_brighter=ctx.material != "MoSe2",
         # the peak detector's score is a local contrast; the FCN's is a probability
@@ -365,7 +380,7 @@ def _chalcogen_sites(ctx: Context) -> pd.DataFrame:
     good = atoms[ok]
     spec = MATERIALS.get(ctx.material or "WSe2")
     sites, _ = classify_sublattices(good[["x_px", "y_px"]].to_numpy(float), score[ok],
-                                    guess_px=spec.a / ctx.pixel_size if spec else None,
+                                    guess_px=spec.a / _known(ctx.pixel_size, "pixel size") if spec else None,
                                     metal_brighter=(ctx.material or "WSe2") != "MoSe2")
     return good[sites == "X"]
 
@@ -394,10 +409,10 @@ def stage_average(ctx: Context) -> dict[str, Any]:
         raise StageUnavailable("no defects were detected, so there is nothing to average"
                                + (" (the peaks detector finds columns only)"
                                   if ctx.detector == "peaks" else ""))
-    mosaic = open_mosaic(ctx.mosaic_url, storage_options=ctx.storage_options)
+    mosaic = open_mosaic(_known(ctx.mosaic_url, "mosaic"), storage_options=ctx.storage_options)
     result, kept, summary = average_stage(
-        mosaic=mosaic, sites=_chalcogen_sites(ctx), defects=defects, pixel_size=ctx.pixel_size,
-        shape=ctx.shape, classes=s.classes, options=dict(s.options), out=ctx.path)
+        mosaic=mosaic, sites=_chalcogen_sites(ctx), defects=defects,
+        pixel_size=_known(ctx.pixel_size, "pixel size"), shape=_known(ctx.shape, "mosaic shape"), classes=s.classes, options=dict(s.options), out=ctx.path)
     ctx.outputs.averages, ctx.outputs.averaged_rows = result, kept
     return {"defects_from": source, **summary}
 
@@ -420,7 +435,7 @@ def _compare_injected(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
     from ..io.truth import read_truth
     from ..strain import injected_displacements
 
-    truth = read_truth(ctx.truth_url)
+    truth = read_truth(_known(ctx.truth_url, "truth table"))
     rows = ctx.outputs.averaged_rows
     assert rows is not None  # the average stage ran: there are measurements
     centres = {c: g[["cx_px", "cy_px"]].to_numpy(float) for c, g in rows.groupby("class")}

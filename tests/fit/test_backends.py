@@ -111,6 +111,7 @@ def test_cuda_kernel_source_host_handles_weights_offsets_bounds_and_bad_windows(
     assert out[1][3] == FitState.INVALID_INPUT and out[1][4] == FitState.SINGULAR
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 @pytest.mark.parametrize("real", ["float", "double"])
 def test_cuda_kernel_compiles_for_hopper(tmp_path, real):
@@ -127,6 +128,7 @@ def test_cuda_kernel_compiles_for_hopper(tmp_path, real):
         assert f".entry {name}(" in ptx
 
 
+@pytest.mark.gpu
 def test_cuda_kernel_compiles_with_nvrtc():
     """CuPy compiles the kernel with NVRTC, which has no C headers: check that path too."""
     nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
