@@ -35,7 +35,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 #: Benchmarks shown first, in this order (the rest follow alphabetically).
 ORDER = ("fit", "detect", "scaling", "precision", "mos2_real", "simulate")
 TITLES = {"fit": "Fitting", "detect": "Detection", "scaling": "Scaling", "precision": "Precision",
-          "simulate": "Simulation", "mos2_real": "Real data (MoS2)"}
+          "simulate": "Simulation", "mos2_real": "Real data (MoS2)", "import": "Import cost"}
 
 
 def scripts(only: Iterable[str] | None = None) -> list[Path]:

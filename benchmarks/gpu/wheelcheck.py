@@ -13,6 +13,7 @@ Sub-commands (all exit non-zero on a problem, printing every problem first)::
     wheelcheck.py pins                  # print the pins (for pip download)
     wheelcheck.py prune --dir .whl      # delete files in the folder that the list does not pin
     wheelcheck.py files --dir .whl      # files match the pins; every requirement is met; size
+    wheelcheck.py imports FILE...       # what these files import is carried or on the machine
     wheelcheck.py installed --site DIR  # on the GPU machine, after the install into DIR
 
 Requirements are read from each wheel's METADATA (``Requires-Dist``), markers evaluated for
@@ -373,6 +374,65 @@ def cmd_installed(args) -> int:
                            f"{len(unmet)} unmet requirement(s)")
 
 
+# -------------------------------------------------------------------------------------- imports
+#: Import names that are not installed here (CPU machine) -> the distribution providing them there.
+IMPORT_FALLBACK = {"cupy": "cupy-cuda13x", "cupyx": "cupy-cuda13x",
+                   "cupy_backends": "cupy-cuda13x", "dask_cuda": "dask-cuda", "pynvml": "nvidia-ml-py",
+                   "rmm": None}
+LOCAL_PACKAGES = {"stemscale", "tests", "benchmarks", "_common", "conftest", "toy"}
+
+
+def _imported_names(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(), str(path))
+    # imports inside `try:` with an ImportError (or broader) handler are optional
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                h.type is None or any(n in ast.dump(h.type) for n in (
+                    "ImportError", "ModuleNotFoundError", "'Exception'"))
+                for h in node.handlers):
+            for stmt in node.body:
+                guarded.update(id(n) for n in ast.walk(stmt))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        mark = "?" if id(node) in guarded else ""
+        if isinstance(node, ast.Import):
+            names.update(mark + a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(mark + node.module.split(".")[0])
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "importorskip"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            names.add(f"?{str(node.args[0].value).split('.')[0]}")  # optional: skips if absent
+    return names
+
+
+def cmd_imports(args) -> int:
+    """Every module the files import is on the machine, carried, or imported optionally."""
+    errors: list[str] = []
+    wheels, present = read_lists(errors)
+    there = set(wheels) | set(present)
+    by_module = md.packages_distributions()
+    for f in args.files:
+        path = Path(f)
+        for name in sorted(_imported_names(path)):
+            optional = name.startswith("?")
+            name = name.lstrip("?")
+            if name in sys.stdlib_module_names or name in LOCAL_PACKAGES or name == "__future__":
+                continue
+            dists = by_module.get(name) or ([IMPORT_FALLBACK[name]] if IMPORT_FALLBACK.get(name)
+                                            else [])
+            if not dists:
+                if not optional:
+                    errors.append(f"{f}: imports {name}, which no known distribution provides")
+                continue
+            if not any(canonicalize_name(d) in there for d in dists) and not optional:
+                errors.append(f"{f}: imports {name} ({', '.join(dists)}), neither carried nor on "
+                              "the machine")
+    return _report(errors, f"imports of {len(args.files)} files: all on the machine or carried")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -383,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dir", default=str(ROOT / ".whl"))
         p.add_argument("-v", "--verbose", action="store_true")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("imports")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(fn=cmd_imports)
     p = sub.add_parser("installed")
     p.add_argument("--site", default="/tmp/site")
     p.set_defaults(fn=cmd_installed)
