@@ -6,7 +6,8 @@ strings, so a defect class means the same thing everywhere.
 
 from __future__ import annotations
 
-__all__ = ["DEFECT_CLASSES", "DEFECT_DESCRIPTIONS", "SITE_METAL", "SITE_CHALCOGEN", "check_defect_class"]
+__all__ = ["DEFECT_CLASSES", "DEFECT_DESCRIPTIONS", "DEFECT_SITES", "SITE_METAL", "SITE_CHALCOGEN",
+           "check_defect_class", "defect_site"]
 
 #: Site kinds of a 2H-MX2 monolayer seen in projection along c.
 SITE_METAL = "M"
@@ -23,6 +24,21 @@ DEFECT_DESCRIPTIONS: dict[str, str] = {
     "MV": "metal vacancy",
     "MSub": "metal substitution (e.g. Mo on a W site)",
 }
+
+#: The lattice site each defect class sits on (the site a class average is centred on).
+DEFECT_SITES: dict[str, str] = {
+    "SV": SITE_CHALCOGEN, "DV": SITE_CHALCOGEN, "2Te": SITE_CHALCOGEN, "TeSe": SITE_CHALCOGEN,
+    "MV": SITE_METAL, "MSub": SITE_METAL,
+}
+
+
+def defect_site(name: str) -> str:
+    """The lattice site (``"M"`` or ``"X"``) a class average of ``name`` is centred on.
+
+    A pair configuration (``"MV+MV(1,0)"``) is centred on one of its defects; anything
+    else (the pristine references, chalcogen columns) on a chalcogen site.
+    """
+    return DEFECT_SITES.get(str(name).split("+", 1)[0], SITE_CHALCOGEN)
 
 
 def check_defect_class(name: str) -> str:

@@ -77,11 +77,17 @@ class AcquisitionMetadata:
 
 
 def provenance(**details: Any) -> dict[str, Any]:
-    """A provenance record: package version, time, host, plus ``details``."""
+    """A provenance record: package version, time, host, plus ``details``.
+
+    ``details`` are recorded without credentials (:func:`stemscale.redact.redact`):
+    a URL loses its ``user:password@``, a ``secret`` or ``token`` its value.
+    """
+    from .redact import redact
+
     return {
         "software": "stemscale",
         "version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        **details,
+        **redact(details),
     }

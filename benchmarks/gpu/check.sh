@@ -17,7 +17,7 @@ root=$(cd "$here/../.." && pwd)
 cd "$root"
 
 PY=${PYTHON:-python3}
-BUDGET=480                           # seconds for all steps together (one 540 s device call)
+BUDGET=${GPU_CHECK_BUDGET:-480}  # seconds for all steps together (one 540 s device call)
 SITE=${GPU_CHECK_SITE:-/tmp/site}
 OUT_DIR=${OUT:-$root/gpu-check-out}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
@@ -180,7 +180,7 @@ real_run() {
     T0=$(date +%s)
     export PYTHONPATH="$SITE:$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     export PIP_DISABLE_PIP_VERSION_CHECK=1 MPLBACKEND=Agg
-    echo "GPU check: $(date -u +%FT%TZ) on $(hostname), output in $OUT_DIR"
+    echo "GPU check: $(date -u +%FT%TZ) on $(uname -n), output in $OUT_DIR"
     plan
     [ -d .whl ] || echo "warning: no .whl/ here: carry it (run tool: carry [\".whl\"])"
     for s in "${STEPS[@]}"; do
@@ -192,7 +192,7 @@ real_run() {
         echo "report.py failed; the raw step table:"
         tee "$OUT_DIR/summary.txt" <"$WORK/steps.tsv"
     }
-    ! grep -qvP '\tpassed\t' "$WORK/steps.tsv"
+    ! grep -qv $'\tpassed\t' "$WORK/steps.tsv"
 }
 
 case "${1:-}" in
@@ -202,7 +202,7 @@ case "${1:-}" in
         ;;
     "") ;;
     -h|--help)
-        sed -n '2,14p' "$0"
+        sed -n '2,13p' "$0"
         exit 0
         ;;
     *)

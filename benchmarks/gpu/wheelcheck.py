@@ -205,7 +205,9 @@ def _stemscale_requirements() -> list[str]:
 
 def check_requirements(requires: dict[str, list[str]], versions: dict[str, str | None],
                        carried: set[str], env: dict[str, str], errors: list[str],
-                       notes: list[str]) -> set[str]:
+                       notes: list[str],
+                       absent: str = "neither carried (wheels.txt) nor on the machine "
+                                     "(present.txt)") -> set[str]:
     """Walk the requirements of ``requires`` (dist -> Requires-Dist lines), extras included.
 
     ``versions`` maps every available distribution to its version (None: present, version
@@ -228,8 +230,7 @@ def check_requirements(requires: dict[str, list[str]], versions: dict[str, str |
                 todo.append(("stemscale", frozenset(req.extras)))
                 continue
             if name not in versions:
-                errors.append(f"{dist}{sorted(extras) if extras else ''} needs {req}: "
-                              "neither carried (wheels.txt) nor on the machine (present.txt)")
+                errors.append(f"{dist}{sorted(extras) if extras else ''} needs {req}: {absent}")
                 continue
             if name in carried:
                 needed.add(name)
@@ -355,7 +356,7 @@ def cmd_installed(args) -> int:
         requires[name] = list(dist.requires or [])
     env = {**default_environment(), "extra": ""}
     unmet: list[str] = []
-    check_requirements(requires, versions, set(wheels), env, unmet, notes)
+    check_requirements(requires, versions, set(wheels), env, unmet, notes, absent="not installed")
     for u in unmet:
         print(f"WARNING (unmet requirement): {u}")
     _print_notes(notes, verbose=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -23,7 +24,8 @@ class AveragingConfig:
     crop_px
         Crop edge (even); ``None`` takes the screening's crop (128 px at 20.74 pm).
     margin_px
-        Extra pixels cut around each crop for sub-pixel shifting.
+        Extra pixels cut around each crop for sub-pixel shifting; raised to what the
+        registration settings can shift (:attr:`crop_margin_px`) when smaller.
     lattice_constant_A
         Nominal lattice constant (orientation checks, lattice fits); default:
         the default material's (WSe2, :func:`stemscale.lattice.lattice_constant`).
@@ -75,6 +77,24 @@ class AveragingConfig:
     passes: int = 1
     split_every: int = 4
     seed: int = 0
+
+    @property
+    def largest_shift_px(self) -> float:
+        """The largest shift (px, per axis) :func:`~stemscale.average.registration.register`
+        can return with these settings.
+
+        The first pass takes the integer correlation peak within ``max_shift_px`` and
+        refines it by at most 0.75 px (upsampled grid) plus half a grid step (parabola);
+        every further pass adds a residual searched within 1 px, refined the same way.
+        """
+        refine = 0.75 + 0.5 / self.upsample
+        return math.ceil(self.max_shift_px) + refine + (self.register_iterations - 1) * (1.0 + refine)
+
+    @property
+    def crop_margin_px(self) -> int:
+        """Margin (px) cut around every crop: ``margin_px``, or more when the registration
+        settings can shift a crop further (so no registered shift ever exceeds it)."""
+        return max(int(self.margin_px), math.ceil(self.largest_shift_px) + 1)
 
     def __post_init__(self) -> None:
         if self.orientation not in ("map", "reject", "off"):

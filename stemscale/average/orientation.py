@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..lattice import angle_from_spectrum, lattice_angle
+from ..lattice import angle_from_spectrum, fit_lattice, lattice_angle
 from .crops import central, rot180
 from .registration import registration_window
 
-__all__ = ["lattice_angle", "OrientationCheck", "check_orientation", "map_orientation"]
+__all__ = ["lattice_angle", "OrientationCheck", "check_orientation", "map_orientation", "one_domain"]
 
 
 @dataclass
@@ -126,3 +126,36 @@ def map_orientation(stack: np.ndarray, status: np.ndarray) -> np.ndarray:
     if inv.any():
         out[inv] = rot180(out[inv])
     return out
+
+
+def one_domain(references: dict[str, np.ndarray], period_px: float, *,
+               anchor: str = "pristine") -> dict[str, np.ndarray]:
+    """Class references all in the domain of ``references[anchor]``.
+
+    Every class maps its crops onto its own reference's domain (:func:`check_orientation`
+    against it), and each reference starts from the majority of its class's crops, so on a
+    sample with inverted domains two classes can end up in opposite ones, and a class
+    average could not be compared with the pristine average.  A reference whose fitted
+    lattice is the other domain than the anchor's is rotated by 180 degrees about its
+    centre pixel (its defect site), which is exact in pixels and maps one domain onto the
+    other.  Without an anchor, or when a lattice cannot be fitted, references are left as
+    they are.
+    """
+    if anchor not in references:
+        return dict(references)
+    try:
+        base = fit_lattice(references[anchor], period_px)
+    except InputError:
+        return dict(references)
+    out = {}
+    for cls, ref in references.items():
+        if cls != anchor:
+            try:
+                _, same = fit_lattice(ref, period_px).orientation_difference(base)
+            except InputError:
+                same = True
+            if not same:
+                ref = _rot180_about_centre(np.asarray(ref))
+        out[cls] = ref
+    return out
+

@@ -51,26 +51,36 @@ def _symmetriser(cfg: AveragingConfig, a_px: float) -> Callable[[np.ndarray], np
     return sym
 
 
-def _recentre(cfg: AveragingConfig, a_px: float, mask_px: float) -> Callable[[np.ndarray], np.ndarray] | None:
+def _recentre(cfg: AveragingConfig, a_px: float, mask_px: float,
+              site: str = "X") -> Callable[[np.ndarray], np.ndarray] | None:
     if not cfg.recentre:
         return None
-    return lambda img: defect_site_shift(img, a_px, exclude_radius_px=mask_px)
+    return lambda img: defect_site_shift(img, a_px, exclude_radius_px=mask_px, site=site)
 
 
-def finish_reference(ref: np.ndarray, cfg: AveragingConfig, a_px: float, mask_px: float) -> np.ndarray:
-    """Recentre (on the defect site) and symmetrise a reference."""
-    rc = _recentre(cfg, a_px, mask_px)
+def finish_reference(ref: np.ndarray, cfg: AveragingConfig, a_px: float, mask_px: float,
+                     site: str = "X") -> np.ndarray:
+    """Recentre (on the defect's site: ``"X"`` chalcogen, ``"M"`` metal) and symmetrise a reference.
+
+    The reference is padded by the crops' margin, or by the measured recentring shift
+    when that is larger, so a shift never runs out of room.
+    """
+    rc = _recentre(cfg, a_px, mask_px, site)
     if rc is not None:
         d = np.asarray(rc(ref), dtype=float)
         if np.isfinite(d).all() and np.hypot(*d) > 1e-4:
             m = cfg.margin_px
+            if np.abs(d).max() > m:  # derived from the measured shift
+                m = int(np.ceil(np.abs(d).max())) + 2
             ref = apply_shifts(np.pad(ref, m, mode="reflect")[None], d[None], crop=ref.shape[-1])[0]
     sym = _symmetriser(cfg, a_px)
     return sym(ref) if sym is not None else ref
 
 
-def build_reference(crops: np.ndarray, *, crop: int, cfg: AveragingConfig, pixel_size_A: float) -> np.ndarray:
-    """A class reference from a sample of crops (with margin): orientation-mapped, registered, recentred."""
+def build_reference(crops: np.ndarray, *, crop: int, cfg: AveragingConfig, pixel_size_A: float,
+                    site: str = "X") -> np.ndarray:
+    """A class reference from a sample of crops (with margin): orientation-mapped, registered,
+    recentred on the defect's ``site`` (:func:`stemscale.classes.defect_site`)."""
     a_px = cfg.lattice_constant_A / pixel_size_A
     mask_px = cfg.mask_radius_A / pixel_size_A
     crops = np.asarray(crops, dtype=np.float64)
@@ -89,7 +99,7 @@ def build_reference(crops: np.ndarray, *, crop: int, cfg: AveragingConfig, pixel
               max_shift_px=cfg.max_shift_px)
     for _ in range(int(cfg.reference_iterations)):
         ref, _ = refine_reference(crops, crop=crop, rounds=1, reference=ref, **kw)
-        ref = finish_reference(ref, cfg, a_px, mask_px)
+        ref = finish_reference(ref, cfg, a_px, mask_px, site)
     return ref
 
 
@@ -134,7 +144,7 @@ def register_block(
             acc.reject(cls, "no_reference", len(grp))
             continue
         crops = extract_crops(img, grp["cx_px"].to_numpy(), grp["cy_px"].to_numpy(), crop,
-                              margin=cfg.margin_px, origin=origin, dtype=np.float64)
+                              margin=cfg.crop_margin_px, origin=origin, dtype=np.float64)
         if "op" in grp.columns and (grp["op"].fillna(0).to_numpy() != 0).any():
             # pair configurations: rotate / mirror each crop onto its canonical orientation
             from .pairs import transform_crops
@@ -156,7 +166,7 @@ def register_block(
         shifts, score = register(central(crops, crop), ref, upsample=cfg.upsample,
                                  iterations=cfg.register_iterations, mask_radius_px=mask_px,
                                  max_shift_px=cfg.max_shift_px)
-        ok = np.isfinite(shifts).all(axis=1) & (np.abs(shifts).max(axis=1) < cfg.margin_px)
+        ok = np.isfinite(shifts).all(axis=1) & (np.abs(shifts).max(axis=1) < cfg.crop_margin_px)
         acc.reject(cls, "registration_failed", int(np.sum(~ok)))
         if cfg.min_correlation is not None:
             low = ok & (score < cfg.min_correlation)

@@ -16,6 +16,7 @@ from typing import Sequence, TextIO
 
 from .._version import __version__
 from ..errors import StemscaleError, StemscaleWarning
+from ..redact import redact_text
 from .errors import one_line
 
 # Modules that provide subcommands, in the order they appear in --help.
@@ -66,7 +67,7 @@ def _one_line_warnings(command: str) -> None:
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: TextIO | None = None, line: str | None = None) -> None:
         if issubclass(category, StemscaleWarning):
-            print(f"stemscale {command}: warning: {message}", file=sys.stderr)
+            print(f"stemscale {command}: warning: {redact_text(str(message))}", file=sys.stderr)
         else:
             previous(message, category, filename, lineno, file, line)
 

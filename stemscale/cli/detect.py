@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from .storage import add_storage_option, storage_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +77,7 @@ def _register_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
     p.add_argument("--frame", type=int, default=None, help="frame index of a stack")
     p.add_argument("--overlay", action="store_true", help="also write overlay.png")
+    add_storage_option(p, "a mosaic .zarr on object storage")
     p.set_defaults(func=_run_detect)
 
 
@@ -86,7 +88,7 @@ def _load_image(args: argparse.Namespace):
     if path.rstrip("/").endswith(".zarr"):
         from ..io import open_mosaic
 
-        mosaic = open_mosaic(path)
+        mosaic = open_mosaic(path, storage_options=storage_options(args.storage_option) or None)
         if mosaic.size > 64 * 2**20:
             raise InputError(f"mosaic {path} has {mosaic.size / 1e6:.0f} Mpx; `stemscale detect` "
                              "loads one image into memory, use the Dask pipeline for mosaics")

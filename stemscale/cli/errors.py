@@ -3,7 +3,9 @@
 stemscale's own errors already say what is wrong and what to do.  Errors
 from the layers below (the file system, object storage, zarr, Dask workers)
 are translated here into the same one-line form; anything unexpected still
-gets one line, with a pointer to ``--debug`` for the traceback.
+gets one line, with a pointer to ``--debug`` for the traceback.  No line
+shows a credential: URLs lose their ``user:password@`` and the values of
+``secret=...``-like assignments are masked (:func:`stemscale.redact.redact_text`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import errno
 from typing import Iterator
 
 from ..errors import StemscaleError
+from ..redact import redact_text
 
 __all__ = ["one_line"]
 
@@ -40,8 +43,17 @@ def _storage_hint(exc: BaseException) -> str | None:
                 "--storage-option secret=... or set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
     if name in {"EndpointConnectionError", "ClientConnectorError", "ConnectTimeoutError",
                 "ServerDisconnectedError"}:
-        return (f"cannot reach the object-storage endpoint ({text}); pass "
-                "--storage-option endpoint_url=http://host:port (or set AWS_ENDPOINT_URL)")
+        return (f"cannot reach the object-storage endpoint ({text}); check that it is up, or "
+                "pass --storage-option endpoint_url=http://host:port (or set AWS_ENDPOINT_URL)")
+    if name == "ParamValidationError":
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:2])
+        bucket = detail.split('"')[1] if detail.count('"') >= 2 else ""
+        if detail.startswith("Invalid bucket name") and "@" in bucket:
+            # s3://KEY:SECRET@bucket: the credentials ended up in the bucket name
+            return ("the s3:// URL holds credentials (user:password@); object storage takes "
+                    "them as --storage-option key=... --storage-option secret=... (or "
+                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), not in the URL")
+        return f"object storage rejected the request: {detail.split(': Bucket name must')[0] or text}"
     if name == "ClientError" and ("AccessDenied" in text or "Forbidden" in text):
         return f"object storage refused access ({text}); check the credentials and bucket policy"
     if name == "NoSuchBucket" or "NoSuchBucket" in text:
@@ -60,8 +72,12 @@ def one_line(exc: BaseException) -> str:
     Returns
     -------
     str
-        Never empty, never more than one line.
+        Never empty, never more than one line, no credentials.
     """
+    return redact_text(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     chain = list(_chain(exc))
     for e in chain:  # stemscale's own message wins, wherever it sits in the chain
         if isinstance(e, StemscaleError):

@@ -7,6 +7,8 @@ import logging
 
 from rich.console import Console
 
+from .storage import add_storage_option, storage_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels-store", default=None, metavar="ZARR",
                    help="write the label images to this separate zarr store instead "
                    "(for a read-only mosaic; implies --labels)")
+    add_storage_option(p, "a remote mosaic (and --labels-store)")
     p.add_argument("--overwrite", action="store_true", help="replace a different run in OUT")
     p.set_defaults(func=run)
 
@@ -50,13 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from ..parallel import connect
     from ..parallel.process import BlockConfig
     from ..parallel.run import run_mosaic
+    from ..redact import redact_text
 
     console = Console()
     if args.workers is not None and args.workers <= 0:
         raise InputError(f"--workers must be a positive integer, got {args.workers}")
     if args.block is not None and min(args.block) <= 0:
         raise InputError(f"--block must be two positive integers, got {args.block}")
-    info = MosaicInfo.read(args.mosaic)
+    storage = storage_options(args.storage_option) or None
+    info = MosaicInfo.read(args.mosaic, storage_options=storage)
     model = args.model
     if model is None and args.detector == "fcn":
         model = model_for_material(info.material)
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     with connect(args.cluster, **options) as client:
         console.print(f"Dask dashboard: {client.dashboard_link}")
         result = run_mosaic(args.mosaic, args.out, config, block_shape=args.block,
-                            progress=True, overwrite=args.overwrite, labels=args.labels,
+                            storage_options=storage, progress=True,
+                            overwrite=args.overwrite, labels=args.labels,
                             probabilities=args.probabilities, labels_store=args.labels_store)
         logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     console.print(
@@ -75,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(f"tables: {result.atoms_path} and {result.defects_path}")
     if args.labels or args.probabilities or args.labels_store:
-        console.print(f"label images: {args.labels_store or args.mosaic + '/labels'}")
+        console.print(f"label images: {redact_text(args.labels_store or args.mosaic + '/labels')}")
     return 0

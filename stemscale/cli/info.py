@@ -8,6 +8,9 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from ..redact import redact
+from .storage import add_storage_option, storage_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,17 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("mosaic", help="path or URL of a mosaic .zarr store")
     p.add_argument("--level", type=int, default=0, help="resolution level (default 0)")
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for a remote store (repeatable)")
+    add_storage_option(p, "a remote mosaic")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io import MosaicInfo, open_mosaic, open_mosaic_group
-    from .ingest import _storage_options
-
-    options = _storage_options(args.storage_option) or None
+    options = storage_options(args.storage_option) or None
     mosaic = open_mosaic(args.mosaic, storage_options=options, level=args.level,
                          allow_incomplete=True)
     group = open_mosaic_group(args.mosaic, storage_options=options)
@@ -48,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
         "frames": len(mosaic.attrs.get("frames", [])) or None,
         "provenance": mosaic.attrs.get("provenance", {}),
     }
+    info = redact(info)  # no user:password@ of a URL, no secret in provenance
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    table = Table(title=f"mosaic {args.mosaic}", show_header=False)
+    table = Table(title=f"mosaic {info['store']}", show_header=False)
     for key, value in info.items():
         if value is None:
             continue

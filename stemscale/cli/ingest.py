@@ -11,6 +11,9 @@ from ..executor import dask_progress
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..redact import redact_text
+from .storage import add_storage_option, storage_options
+
 EPILOG = """\
 examples:
   stemscale ingest frame.dm4 frame.zarr
@@ -65,24 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inner chunk edge in pixels (default 512)")
     p.add_argument("--shard", type=int, default=2048, metavar="PX",
                    help="shard edge in pixels, a multiple of --chunk (default 2048)")
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for a remote OUT (repeatable), e.g. endpoint_url=...")
+    add_storage_option(p, "a remote OUT")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--quiet", action="store_true", help="no progress or summary")
     p.set_defaults(func=run)
-
-
-def _storage_options(items: list[str]) -> dict[str, Any]:
-    from ..errors import InputError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--storage-option expects KEY=VALUE, got {item!r}")
-        lowered = value.lower()
-        out[key] = True if lowered == "true" else False if lowered == "false" else value
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
                 chunks=(args.chunk, args.chunk),
                 shards=(args.shard, args.shard),
                 levels=args.levels,
-                storage_options=_storage_options(args.storage_option) or None,
+                storage_options=storage_options(args.storage_option) or None,
                 overwrite=args.overwrite,
                 on_frame=on_frame,
             )
     if not args.quiet:
-        _summary(Console(), mosaic, out, len(args.inputs))
+        _summary(Console(), mosaic, redact_text(out), len(args.inputs))
     return 0
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from .storage import add_storage_option, storage_options
 
 EPILOG = """\
 examples:
@@ -11,10 +14,13 @@ examples:
   stemscale run pipelines/defect_strain.yaml --cluster slurm --set input.mosaic=/data/wse2.zarr
   stemscale run pipelines/defect_strain.yaml --cluster scheduler-1234.json   # inside sbatch
   stemscale run pipelines/demo.yaml --check        # validate and print the resolved configuration
+  stemscale run pipelines/defect_strain.yaml --set input.mosaic=s3://bucket/wse2.zarr \
+      --storage-option endpoint_url=http://minio:9000   # = input.storage_options.endpoint_url
 
 Rerunning with the same configuration and --out resumes (finished blocks are skipped).
 Every run folder holds run.json (resolved configuration, version, git commit, cluster,
-times, stages), summary.json, the tables, figures/ and the report."""
+times, stages), summary.json, the tables, figures/ and the report; credentials (storage
+options such as key, secret or token, user:password@ in URLs) are never written there."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true",
                    help="only validate and print the resolved configuration")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_storage_option(p, "the input mosaic (sets input.storage_options.KEY)")
     p.set_defaults(func=run)
 
 
@@ -52,14 +59,18 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import load_pipeline
     from ..pipeline.config import check_cluster_kind
     from ..pipeline.runner import run_pipeline
+    from ..redact import redact
 
     console = Console()
     config = load_pipeline(args.pipeline, args.overrides)
+    options = storage_options(args.storage_option)
+    if options:
+        config = _with_storage_options(config, options, args.pipeline)
     if args.cluster is not None:
         check_cluster_kind(args.cluster, "--cluster")
     if args.check:
         console.print(f"# {args.pipeline}: valid ({config.kind})")
-        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        print(yaml.safe_dump(redact(config.to_dict()), sort_keys=False), end="")
         return 0
     outcome = run_pipeline(config, cluster=args.cluster, out=args.out,
                            overwrite=True if args.overwrite else None,
@@ -80,6 +91,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_storage_options(config: Any, options: dict[str, Any], where: str) -> Any:
+    """``--storage-option KEY=VALUE`` as ``input.storage_options.KEY`` (recorded redacted)."""
+    from ..errors import InputError
+    from ..pipeline.config import PipelineConfig
+
+    if not isinstance(config, PipelineConfig) or "input" not in config.SECTIONS:
+        raise InputError(
+            f"--storage-option: '{where}' (kind {config.kind}) reads no input mosaic; it applies "
+            "to pipelines with an input section (defect_strain, real_frame)")
+    merged = {**config.input.storage_options, **options}
+    return config.with_settings({"input.storage_options": merged},
+                                recorded=[f"input.storage_options.{k}={v}" for k, v in options.items()])
+
+
 def _headline(summary: dict) -> list[tuple[str, str]]:
     """The few numbers worth printing on the terminal (the report has them all)."""
     rows: list[tuple[str, str]] = []
@@ -88,8 +113,13 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
         rows.append(("detector", str(find.get("detector"))))
         rows.append(("atom columns", f"{find.get('atom_columns', 0):,}"))
         rows.append(("defects", f"{find.get('defects', 0):,}"))
+        excluded = sum((find.get("excluded_fits") or {}).values())
+        if excluded:
+            rows.append(("unreliable fits (excluded)",
+                         f"{excluded:,} ({100 * excluded / max(find.get('atom_columns') or 1, 1):.1f} %)"))
         if find.get("median_position_error_pm") is not None:
-            rows.append(("median fit uncertainty", f"{find['median_position_error_pm']:.2f} pm"))
+            rows.append(("median fit uncertainty (converged)",
+                         f"{find['median_position_error_pm']:.2f} pm"))
         if find.get("megapixels_per_second"):
             rows.append(("throughput", f"{find['megapixels_per_second']:.2f} Mpx/s"))
     score = summary.get("score") or {}

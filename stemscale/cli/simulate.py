@@ -9,6 +9,7 @@ import time
 
 from ..classes import DEFECT_CLASSES
 from ..errors import InputError
+from .storage import add_storage_option, storage_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start a local Dask cluster with this many worker processes "
                    "(default: Dask's threaded scheduler, or the cluster at --scheduler)")
     r.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://...)")
+    add_storage_option(r, "an s3:// OUT (and --truth)")
     r.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..simulate import Distortions, Microscope, Sample
     from ..parallel.simulate import simulate_mosaic
+    from ..redact import redact, redact_text
 
     concentrations = _concentrations(args.defect)
     if args.structure:
@@ -112,15 +115,17 @@ def run(args: argparse.Namespace) -> int:
             args.out, tuple(args.shape), chunks=tuple(args.chunks), shards=tuple(args.shards),
             seed=args.seed, sample=sample, microscope=microscope, dose_e_per_a2=args.dose,
             distortions=distortions, truth_url=args.truth, overwrite=args.overwrite,
+            storage_options=storage_options(args.storage_option) or None,
             progress=not args.no_progress and not args.json,
         )
         elapsed = time.perf_counter() - t0
     ny, nx = summary["shape"]
     summary["mpx_per_s"] = round(ny * nx / elapsed / 1e6, 3)
+    summary = redact(summary)  # a URL's user:password@ is never printed
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    table = Table(title=f"simulated {args.out}", show_header=False)
+    table = Table(title=f"simulated {redact_text(args.out)}", show_header=False)
     table.add_row("shape (px)", f"{ny} x {nx}")
     table.add_row("truth", str(summary["truth_url"]))
     table.add_row("atom columns", f"{summary['columns']:,}")

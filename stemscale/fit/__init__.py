@@ -21,13 +21,22 @@ from .initial import estimate_initial
 from .models import MODELS, GaussianModel, evaluate, get_model
 from .neighbours import WindowFit, fit_windows, fit_with_neighbours, render_peaks, window_bounds
 from .refine import refine_positions
-from .states import USABLE_STATES, FitState, is_usable, state_names
+from .states import (
+    RELIABLE_STATES,
+    USABLE_STATES,
+    FitState,
+    grade_positions,
+    is_reliable,
+    is_usable,
+    state_names,
+)
 from .uncertainty import covariance, crlb, fisher_information, standard_errors
 from .windows import extract_windows, window_origins
 
 __all__ = [
     "FitResult", "fit_batch", "available_backends", "estimate_initial", "MODELS",
     "GaussianModel", "evaluate", "get_model", "WindowFit", "fit_windows", "fit_with_neighbours",
-    "render_peaks", "window_bounds", "refine_positions", "FitState", "USABLE_STATES", "is_usable", "state_names", "covariance", "crlb",
+    "render_peaks", "window_bounds", "refine_positions", "FitState", "USABLE_STATES", "is_usable", "RELIABLE_STATES",
+    "is_reliable", "grade_positions", "state_names", "covariance", "crlb",
     "fisher_information", "standard_errors", "extract_windows", "window_origins",
 ]

@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..errors import InputError, MetadataError, MosaicNotFoundError
 from ..metadata import AcquisitionMetadata
+from ..redact import redact_text
 from .frames import Frame, read_frame, with_position
 from .mosaic import DEFAULT_CHUNKS, DEFAULT_SHARDS, _normalise_blocks, open_mosaic, write_mosaic
 from .store import PathLike, describe, remove_store, store_exists
@@ -370,7 +371,7 @@ def ingest(
     mosaic = assemble(frames, placement, [options] * len(frames), block, overlap)
     records = [
         {
-            "source": f.source,
+            "source": redact_text(str(f.source)),
             "offset_px": list(off),
             "shape_px": list(f.shape),
             "position_angstrom": list(pos),

@@ -99,6 +99,41 @@ class HexLattice:
         """The same lattice with its origin moved by ``delta_xy`` (px)."""
         return HexLattice(self.a1, self.a2, self.origin + np.asarray(delta_xy, dtype=float), self.x_basis)
 
+    def rotated_basis(self, k: int) -> "HexLattice":
+        """The same sites described with ``a1`` turned by ``k * 60`` degrees.
+
+        Which of the six equivalent directions is ``a1`` is a convention (a fit takes the
+        lattice angle modulo 60 degrees, in [-30, 30)); turning the basis by 60 degrees
+        moves the chalcogen offset from 1/3 to 2/3 of the cell diagonal and back, so
+        ``x_basis`` alone says nothing about the domain unless both lattices use the same
+        ``a1`` (see :meth:`aligned_to`).
+        """
+        a1, a2 = np.asarray(self.a1, float), np.asarray(self.a2, float)
+        for _ in range(int(k) % 6):
+            a1, a2 = a2, a2 - a1
+        odd = int(k) % 2 == 1
+        x_basis = (_THIRD if abs(self.x_basis - _THIRD) > 1e-6 else 2.0 * _THIRD) if odd else self.x_basis
+        return HexLattice(a1, a2, np.asarray(self.origin, float), x_basis)
+
+    def aligned_to(self, other: "HexLattice") -> "HexLattice":
+        """The same sites described with the ``a1`` (of the six directions) closest to ``other.a1``."""
+        ref = math.atan2(other.a1[1], other.a1[0])
+        best = min(range(6), key=lambda k: abs(_wrap_angle(
+            math.atan2(self.a1[1], self.a1[0]) + k * math.pi / 3 - ref)))
+        return self.rotated_basis(best)
+
+    def orientation_difference(self, other: "HexLattice") -> tuple[float, bool]:
+        """Angle (degrees) between the two lattices and whether they are the same domain.
+
+        Independent of which direction each lattice calls ``a1``: ``self`` is first
+        described in the basis closest to ``other``'s.  Two lattices of the same domain
+        put the chalcogen sublattice at the same fraction of the cell diagonal; the
+        inverted (60 degree / mirror) domain at the other one.
+        """
+        own = self.aligned_to(other)
+        angle = math.degrees(_wrap_angle(math.atan2(own.a1[1], own.a1[0]) - math.atan2(other.a1[1], other.a1[0])))
+        return angle, abs(own.x_basis - other.x_basis) < 1e-6
+
     def sites(self, shape: tuple[int, int], *, margin: float = 0.0,
               centre_xy: tuple[float, float] | None = None) -> pd.DataFrame:
         """Every ideal M and X site inside ``shape`` (at least ``margin`` px from the edges).
@@ -150,6 +185,14 @@ def find_peaks(image: np.ndarray, min_distance_px: float, *, exclude_border: int
 
 def _wrap(f: np.ndarray) -> np.ndarray:
     return f - np.round(f)
+
+
+_THIRD = 1.0 / 3.0
+
+
+def _wrap_angle(phi: float) -> float:
+    """An angle (radians) wrapped to [-pi, pi)."""
+    return (phi + math.pi) % (2 * math.pi) - math.pi
 
 
 def fit_lattice(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.0,
@@ -232,17 +275,22 @@ def fit_lattice(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.
     return lat
 
 
-def defect_site_shift(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.0) -> np.ndarray:
-    """Shift ``(dy, dx)`` that moves the chalcogen site nearest the centre onto the centre pixel.
+def defect_site_shift(image: np.ndarray, a_px: float, *, exclude_radius_px: float = 0.0,
+                      site: str = "X") -> np.ndarray:
+    """Shift ``(dy, dx)`` that moves the ``site`` (``"X"`` chalcogen, ``"M"`` metal) nearest
+    the centre onto the centre pixel.
 
-    Use it to recentre a class reference: the lattice is fitted on all
-    columns (a radially symmetric defect field does not move its origin),
-    so the defect's own contrast plays no part.
+    Use it to recentre a class reference on its defect's site (a metal vacancy or
+    substitution on a metal site, the other classes on a chalcogen site): the lattice
+    is fitted on all columns (a radially symmetric defect field does not move its
+    origin), so the defect's own contrast plays no part.
     """
+    if site not in ("M", "X"):
+        raise InputError(f"site must be 'M' or 'X', got {site!r}")
     img = np.asarray(image, dtype=np.float64)
     h, w = img.shape
     lat = fit_lattice(img, a_px, exclude_radius_px=exclude_radius_px)
     centre = np.array([w // 2, h // 2], dtype=float)
-    _, pos = lat.nearest(centre[None], "X")
+    _, pos = lat.nearest(centre[None], site)
     d = centre - pos[0]
     return np.array([d[1], d[0]])

@@ -33,7 +33,9 @@ import pandas as pd
 
 from ..average.accumulator import ClassAccumulator, combine_all
 from ..average.config import AveragingConfig, AveragingResult
+from ..average.orientation import one_domain
 from ..average.reference import build_reference, finish_reference, gather_crops, register_block
+from ..classes import defect_site
 from ..errors import InputError
 from .blocks import BlockSpec, owned_mask, plan_blocks
 from ..executor import scheduler_for_collections
@@ -171,13 +173,14 @@ def average_classes(
     # Crops (with the shifting margin) that would leave the mosaic cannot be averaged.
     from ..average.screening import crop_inside
 
+    margin = cfg.crop_margin_px  # room for the largest shift the registration can return
     inside = crop_inside(table["cx_px"].to_numpy(np.int64), table["cy_px"].to_numpy(np.int64), crop,
-                         cfg.margin_px, arr.shape)
+                         margin, arr.shape)
     outside = table.loc[~inside, "class"].value_counts().to_dict()
     table = table.loc[inside]
     if table.empty:
         raise InputError("every crop (with its registration margin) leaves the mosaic")
-    halo = crop // 2 + cfg.margin_px + 2
+    halo = crop // 2 + margin + 2
     blocks = plan_blocks(arr.shape, arr.chunks, halo)
     owned = _owned(table, blocks)
     n_owned = sum(len(t) for _, t in owned)
@@ -188,6 +191,10 @@ def average_classes(
     todo = [c for c in classes if c not in refs]
     if todo:
         refs.update(_pass0(arr, owned, todo, crop, cfg, ps))
+    if cfg.orientation != "off":
+        # One domain for every class: each class maps (or keeps) its crops by its reference's
+        # domain, so the references must share the pristine one's (a no-op on one domain).
+        refs = one_domain(refs, cfg.lattice_constant_A / ps)
 
     url = os.fspath(stack_url) if stack_url is not None else None
     acc = ClassAccumulator()
@@ -209,7 +216,8 @@ def average_classes(
             scheduler=scheduler_for_collections())
         if p + 1 < cfg.passes:
             a_px = cfg.lattice_constant_A / ps
-            refs = {c: finish_reference(acc.mean(c), cfg, a_px, cfg.mask_radius_A / ps)
+            refs = {c: finish_reference(acc.mean(c), cfg, a_px, cfg.mask_radius_A / ps,
+                                        defect_site(c))
                     for c in acc.classes}
     for c, k in outside.items():
         acc.reject(str(c), "crop_outside", int(k))
@@ -246,9 +254,11 @@ def _pass0(arr: Any, owned: list[tuple[BlockSpec, pd.DataFrame]], classes: list[
         ops = grp["op"].fillna(0).to_numpy() if "op" in grp.columns else None
         mir = grp["mirror_angle_deg"].fillna(90.0).to_numpy() if "mirror_angle_deg" in grp.columns else None
         tasks.append(dask.delayed(gather_crops)(arr[ys, xs], b.origin, grp["cx_px"].to_numpy(),
-                                                 grp["cy_px"].to_numpy(), crop, cfg.margin_px, ops, mir))
+                                                 grp["cy_px"].to_numpy(), crop, cfg.crop_margin_px,
+                                                 ops, mir))
         order.append(grp["class"].to_numpy())
     stacks = dask.compute(*tasks, scheduler=scheduler_for_collections())
     crops = np.concatenate(stacks, axis=0)
     labels = np.concatenate(order)
-    return {cls: build_reference(crops[labels == cls], crop=crop, cfg=cfg, pixel_size_A=ps) for cls in classes}
+    return {cls: build_reference(crops[labels == cls], crop=crop, cfg=cfg, pixel_size_A=ps,
+                                 site=defect_site(cls)) for cls in classes}

@@ -19,7 +19,7 @@ import pandas as pd
 from ..detect.peaks import find_peaks, peaks_context, snap_to_maxima
 from ..detect.sites import place_defects
 from ..errors import InputError
-from ..fit.states import is_usable
+from ..fit.states import grade_positions, is_usable
 from ..lattice import column_spacing
 from .blocks import BlockSpec, keep_owned, required_halo
 
@@ -37,6 +37,9 @@ ATOM_COLUMNS = [
     "x_px", "y_px", "x_A", "y_A", "site", "label", "score", "amplitude", "sigma_x_px",
     "sigma_y_px", "background", "x_err_pm", "y_err_pm", "state", "block",
 ]
+#: A converged fit whose position error bar exceeds this fraction of the column spacing is
+#: ``UNCERTAIN`` (its 2-sigma interval reaches halfway to the next column): not a measurement.
+UNCERTAIN_SPACING_FRACTION = 0.25
 #: Columns of the defects table (one row per defect).
 DEFECT_COLUMNS = ["class", "x_px", "y_px", "x_A", "y_A", "score", "area", "position", "block"]
 
@@ -295,6 +298,13 @@ def process_block(window: np.ndarray, spec: BlockSpec, config: BlockConfig, *,
         atoms.loc[failed, "y_px"] = seeds["y_px"].to_numpy()[failed] + oy
         atoms.loc[failed, ["x_err_pm", "y_err_pm", "amplitude", "sigma_x_px", "sigma_y_px",
                         "background"]] = np.nan
+        # Only converged fits with a meaningful error bar are measurements: the others keep
+        # their position (for ownership and defect sites) but carry their state and no error
+        # bar (MAX_ITERATIONS, UNCERTAIN), so no table shows a 100 nm "uncertainty".
+        states, x_err, y_err = grade_positions(
+            atoms["state"].to_numpy(), atoms["x_err_pm"].to_numpy(), atoms["y_err_pm"].to_numpy(),
+            max_error=UNCERTAIN_SPACING_FRACTION * config.column_spacing * 100.0)
+        atoms["state"], atoms["x_err_pm"], atoms["y_err_pm"] = states, x_err, y_err
         ty, tx = config.translation_angstrom
         atoms["x_A"] = atoms["x_px"] * ps + tx
         atoms["y_A"] = atoms["y_px"] * ps + ty

@@ -35,6 +35,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import CorruptBlockError, InputError
+from ..redact import redact, redact_text
 from .blocks import BlockSpec, plan_blocks
 from ..io.labels import LabelsTarget, finish_labels, new_run_id, prepare_labels, write_block_labels
 from .process import BlockConfig, empty_atoms, empty_defects, process_block
@@ -178,7 +179,8 @@ def _block_task(url: str, spec: BlockSpec, config: BlockConfig, out: str,
 
 def _manifest(url: str, shape, specs, config: BlockConfig, block_shape,
               labels: LabelsTarget | None = None) -> dict[str, Any]:
-    return {
+    # No credentials in the manifest: URLs lose user:password@, options never appear.
+    return redact({
         "software": "stemscale",
         "version": __version__,
         "mosaic": str(url),
@@ -189,7 +191,7 @@ def _manifest(url: str, shape, specs, config: BlockConfig, block_shape,
         "config": config.to_dict(),
         "labels": labels.to_dict() if labels is not None else None,
         "complete": False,
-    }
+    })
 
 
 def _same_run(old: dict, new: dict) -> bool:
@@ -308,7 +310,7 @@ def run_mosaic(
         made = prepare_labels(
             target, shape=array.shape, block_shape=block_shape, chunks=array.chunks,
             pixel_size=pixel_size, translation=info.translation_angstrom,
-            source="../../" if target.path else str(url), run_id=run_id,
+            source="../../" if target.path else redact_text(str(url)), run_id=run_id,
         )
         if made:  # fresh label arrays: blocks finished earlier must write theirs too
             for marker in (out / "blocks").glob("*.json"):

@@ -29,7 +29,7 @@ __all__ = ["MissingDependencyError", "StageUnavailable", "average_stage", "missi
 
 #: Top-level module -> the optional extra of stemscale that installs it (pyproject.toml).
 OPTIONAL_EXTRAS = {
-    "cupy": "gpu", "cupyx": "gpu", "dask_cuda": "gpu", "rmm": "gpu",
+    "cupy": "cuda12", "cupyx": "cuda12", "dask_cuda": "gpu", "rmm": "gpu",
     "dask_jobqueue": "deploy", "dask_kubernetes": "deploy", "kubernetes": "deploy",
     "ase": "ase",
 }
@@ -58,7 +58,8 @@ def missing_dependency(exc: ModuleNotFoundError, stage: str) -> Exception:
     if not name or top == "stemscale":
         return exc
     extra = OPTIONAL_EXTRAS.get(top)
-    how = (f"pip install 'stemscale[{extra}]'" if extra else
+    how = ("pip install 'stemscale[cuda12]' (or 'stemscale[cuda13]' for CUDA 13)"
+           if extra == "cuda12" else f"pip install 'stemscale[{extra}]'" if extra else
            f"it is a dependency of stemscale; reinstall it (pip install {top})")
     return MissingDependencyError(f"stage '{stage}' needs the module '{name}', which is not "
                                   f"installed: {how}", name=name)
@@ -95,17 +96,19 @@ def average_stage(*, mosaic: Any, sites: pd.DataFrame, defects: pd.DataFrame, pi
     from ..parallel.averaging import average_classes
 
     rules = ScreeningRules()
+    config = AveragingConfig(**options)
+    margin = config.crop_margin_px  # crops that cannot be cut with their margin are screened out
     screened = screen_defects(defects, pixel_size_A=pixel_size, mosaic_shape=shape,
-                              classes=classes, rules=rules)
+                              classes=classes, rules=rules, margin_px=margin)
     if screened.kept.empty:
         raise StageUnavailable("no defect passed the isolation screening, so there is nothing "
                                f"to average (counts: {screened.counts})")
     pristine = select_pristine(sites, defects, pixel_size_A=pixel_size, mosaic_shape=shape,
-                               rules=rules)
+                               rules=rules, margin_px=margin)
     kept = pd.concat([screened.kept.assign(**{"class": screened.kept["class"].astype(str)}),
                       pristine.kept.assign(**{"class": "pristine"})], ignore_index=True)
     result = average_classes(mosaic, kept, pixel_size_A=pixel_size,
-                             config=AveragingConfig(**options), stack_url=str(out / "crops.zarr"),
+                             config=config, stack_url=str(out / "crops.zarr"),
                              screening=screened.counts)
     means: dict[str, Any] = {c: result.mean(c) for c in result.classes}
     np.savez_compressed(out / "class_averages.npz", **means)

@@ -3,6 +3,8 @@
 The report is built as a list of blocks (headings, paragraphs, tables,
 images) and rendered to Markdown or to a self-contained HTML page (figures
 linked relative to the run folder, so the folder can be moved or shared).
+Credentials (storage options, URLs with a user and password, ``--set``
+assignments of secrets) are redacted before anything is written.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import html
 import json
 from pathlib import Path
 from typing import Any
+
+from ..redact import redact
 
 __all__ = ["build_report", "render_markdown", "render_html", "write_report", "flatten"]
 
@@ -54,6 +58,8 @@ def build_report(record: dict[str, Any], summary: dict[str, Any], notes: list[st
                  figures: list[Path], folder: Path, extra_notes: list[str] | None = None,
                  ) -> list[tuple[str, Any]]:
     """Report blocks: ``("h1"|"h2"|"p"|"table"|"img"|"list", content)``."""
+    record, summary, notes = redact(record), redact(summary), redact(list(notes))
+    extra_notes = redact(list(extra_notes or []))
     cfg = record.get("config", {})
     git = record.get("git") or {}
     cluster = record.get("cluster") or {}
@@ -193,7 +199,7 @@ def write_report(folder: Path, record: dict[str, Any], summary: dict[str, Any], 
                  figures: list[Path], *, fmt: str = "markdown",
                  extra_notes: list[str] | None = None) -> Path:
     """Write ``summary.json`` and ``report.md`` / ``report.html``; return the report's path."""
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (folder / "summary.json").write_text(json.dumps(redact(summary), indent=2, default=str) + "\n")
     blocks = build_report(record, summary, notes, figures, folder, extra_notes)
     if fmt == "html":
         path = folder / "report.html"

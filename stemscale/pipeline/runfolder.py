@@ -8,10 +8,20 @@ cluster, start and end times and the outcome of every stage.  ``status`` is
 complete.
 
 Running the same configuration into the same folder resumes it (finished
-mosaic blocks are skipped); a *different* configuration is refused unless
-``overwrite`` is set, so outputs are never mixed.  The cluster and the output
-folder are not part of the configuration's identity: a run may resume on
-another cluster.
+mosaic blocks are skipped).  Stage results are kept by their own inputs: the
+runner passes its stage plan (which sections each stage reads, which earlier
+stages it uses) and ``run.json`` records a digest of every stage's inputs, so
+a run of another configuration resumes with only the stages whose inputs
+changed run again (changing an averaging option reruns averaging and strain,
+not ``find``).  When the inputs of an expensive stage (the mosaic, the block
+tables) changed the folder is refused unless ``overwrite`` is set, so outputs
+are never mixed.  The cluster and the output folder are not part of the
+configuration's identity: a run may resume on another cluster.
+
+Credentials never reach ``run.json``: storage options, ``--set`` assignments,
+URLs and error messages are recorded through :func:`stemscale.redact.redact`
+(values of keys such as ``key``, ``secret`` or ``token`` become ``***``), and the
+configuration's digest ignores them, so rotated credentials still resume a run.
 """
 
 from __future__ import annotations
@@ -28,8 +38,10 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import InputError
+from ..redact import redact
 
-__all__ = ["RUN_FILE", "RunFolder", "config_digest", "git_commit", "read_run"]
+__all__ = ["RUN_FILE", "RunFolder", "StagePlan", "config_digest", "git_commit", "read_run",
+           "stage_digests"]
 
 RUN_FILE = "run.json"
 #: Sections that say where and how a run executes, not what it computes.
@@ -41,10 +53,42 @@ def _now() -> str:
 
 
 def config_digest(config: dict[str, Any]) -> str:
-    """SHA-256 of the configuration's canonical JSON, without cluster/output/report."""
-    ident = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    """SHA-256 of the configuration's canonical JSON, without cluster/output/report
+    and without credentials (see :func:`stemscale.redact.redact`)."""
+    ident = redact({k: v for k, v in config.items() if k not in _NOT_IDENTITY})
     text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: Stage name -> (configuration sections it reads, earlier stages whose results it uses), in order.
+StagePlan = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+
+
+def stage_digests(config: dict[str, Any], plan: StagePlan) -> dict[str, str]:
+    """SHA-256 of every stage's own inputs: the sections it reads and the digests of the
+    earlier stages it uses (so a change reaches every stage downstream of it, no other).
+
+    Credentials are left out, as in :func:`config_digest`.
+    """
+    out: dict[str, str] = {}
+    for name, (sections, upstream) in plan.items():
+        ident = redact({"stage": name, "sections": {k: config.get(k) for k in sections},
+                        "upstream": {u: out.get(u) for u in upstream}})
+        text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+        out[name] = hashlib.sha256(text.encode()).hexdigest()
+    return out
+
+
+def _changed_settings(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs (nested keys joined with dots)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _changed_settings(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if json.dumps(old, default=str) == json.dumps(new, default=str):
+        return []
+    return [f"{prefix}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
 
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
@@ -88,15 +132,36 @@ class RunFolder:
     overrides
         ``--set`` assignments.
     overwrite
-        Replace a folder holding a run of a different configuration.
+        Replace a folder holding a run of a different configuration (with ``stages``: only
+        the results of the ``keep`` stages whose inputs changed; the folder is emptied
+        when the data source itself changed).
+    stages
+        The pipeline's :data:`StagePlan`.  Each stage's inputs are then recorded by digest
+        (``stage_inputs`` in ``run.json``) and a folder holding a run of another
+        configuration is resumed: stages whose inputs changed run again (listed in
+        :attr:`rerun`), the others keep their results.
+    keep
+        Stages whose results are expensive (the mosaic, the block tables): when their
+        inputs changed the folder is refused unless ``overwrite``, and then listed in
+        :attr:`replace` (their results are recomputed in place).
     """
 
     def __init__(self, path: str | os.PathLike[str], config: dict[str, Any], *,
                  source: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, stages: StagePlan | None = None,
+                 keep: tuple[str, ...] = ()) -> None:
         self.path = Path(path).resolve()
         self.config = config
         self.digest = config_digest(config)
+        self.plan = dict(stages or {})
+        self.stage_inputs = stage_digests(config, self.plan) if self.plan else {}
+        self.keep = tuple(keep)
+        #: Stages whose inputs changed since the last attempt in this folder.
+        self.rerun: set[str] = set()
+        #: ``keep`` stages whose results must be recomputed in place (``overwrite``).
+        self.replace: set[str] = set()
+        #: The settings that changed since the last attempt (``key: old -> new``).
+        self.changes: list[str] = []
         self.record: dict[str, Any] = {}
         self._prepare(source, overrides or [], overwrite)
 
@@ -108,7 +173,11 @@ class RunFolder:
         previous: dict[str, Any] | None = None
         if self.file.exists():
             previous = json.loads(self.file.read_text())
-            if previous.get("config_sha256") != self.digest:
+            by_stage = (self._by_stage(previous, overwrite)
+                        if previous.get("config_sha256") != self.digest else None)
+            if by_stage == "cleared":
+                previous = None
+            elif by_stage is None and previous.get("config_sha256") != self.digest:
                 if not overwrite:
                     raise InputError(
                         f"'{self.path}' holds a run of a different configuration "
@@ -133,10 +202,10 @@ class RunFolder:
             "python": platform.python_version(),
             "host": platform.node(),
             "pipeline": str(source) if source is not None else None,
-            "overrides": list(overrides),
+            "overrides": redact(list(overrides)),
             "kind": self.config.get("kind"),
             "config_sha256": self.digest,
-            "config": self.config,
+            "config": redact(self.config),
             "status": "running",
             "started": _now(),
             "finished": None,
@@ -144,7 +213,40 @@ class RunFolder:
             "stages": {},
             "attempts": attempts,
         }
+        if self.stage_inputs:
+            self.record["stage_inputs"] = self.stage_inputs
         self._write()
+
+    def _by_stage(self, previous: dict[str, Any], overwrite: bool) -> str | None:
+        """Resume a run of another configuration stage by stage (``"resumed"``), or empty the
+        folder when the data source changed and ``overwrite`` is set (``"cleared"``).
+
+        ``None`` when the folder or this run has no stage record to do it by.  Raises when a
+        ``keep`` stage's inputs changed and ``overwrite`` is not set.
+        """
+        old = previous.get("stage_inputs")
+        if not self.stage_inputs or not isinstance(old, dict):
+            return None
+        changed = [s for s, d in self.stage_inputs.items() if old.get(s) != d]
+        kept = [s for s in changed if s in self.keep and s in old]
+        old_config = previous.get("config") or {}
+        new_config = redact(self.config)
+        sections = [k for s in changed for k in self.plan[s][0]]
+        self.changes = [c for k in dict.fromkeys(sections)
+                        for c in _changed_settings(old_config.get(k), new_config.get(k), k)]
+        if kept and not overwrite:
+            what = "; ".join(self.changes[:3]) + (" ..." if len(self.changes) > 3 else "")
+            raise InputError(
+                f"'{self.path}' holds a run of a different configuration for the {kept[0]} stage"
+                + (f" ({what})" if what else "") + f", whose results it would replace; choose "
+                f"another --out, or pass --overwrite to recompute {kept[0]} and what follows")
+        if any(not self.plan[s][1] for s in kept):  # the data itself changed: start afresh
+            self._clear()
+            self.changes = []
+            return "cleared"
+        self.rerun = set(changed)
+        self.replace = set(kept)
+        return "resumed"
 
     def _clear(self) -> None:
         # Only remove what a run writes; refuse to empty a folder that looks like something else.
@@ -154,7 +256,7 @@ class RunFolder:
 
     def _write(self) -> None:
         tmp = self.file.with_name(f".{RUN_FILE}.tmp")
-        tmp.write_text(json.dumps(self.record, indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(redact(self.record), indent=2, default=str) + "\n")
         os.replace(tmp, self.file)
 
     @property

@@ -233,7 +233,10 @@ def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None 
         else:
             import json
 
-            (run.path / "summary.json").write_text(json.dumps(ctx.summary, indent=2, default=str) + "\n")
+            from ..redact import redact
+
+            (run.path / "summary.json").write_text(
+                json.dumps(redact(ctx.summary), indent=2, default=str) + "\n")
     except BaseException as exc:
         run.finish("failed", error=f"{type(exc).__name__}: {exc}", summary=ctx.summary)
         raise

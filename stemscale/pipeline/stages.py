@@ -249,6 +249,7 @@ def stage_find(ctx: Context) -> dict[str, Any]:
     from ..fit import FitState
 
     states = ctx.atoms["state"].value_counts().to_dict()
+    excluded = _excluded_fits(ctx, states)
     return {
         "detector": detector, "model": str(model) if model is not None else None,
         "column_spacing_angstrom": spacing, "halo_px": config.halo,
@@ -256,6 +257,8 @@ def stage_find(ctx: Context) -> dict[str, Any]:
         "atom_columns": result.n_atoms, "defects": result.n_defects,
         "defects_by_class": ctx.defects["class"].value_counts().to_dict() if len(ctx.defects) else {},
         "fit_states": {FitState(int(k)).name: int(v) for k, v in states.items()},
+        "reliable_fits": int(states.get(int(FitState.CONVERGED), 0)),
+        "excluded_fits": excluded,
         "median_position_error_pm": _median_error(ctx.atoms),
         "seconds": round(result.seconds, 2),
         "megapixels_per_second": (_known(ctx.shape, "mosaic shape")[0] * _known(ctx.shape, "mosaic shape")[1] / 1e6 / result.seconds
@@ -265,9 +268,28 @@ def stage_find(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _excluded_fits(ctx: Context, states: dict[Any, int]) -> dict[str, int]:
+    """Fits that are not reliable (not CONVERGED), by state, with a note that says so."""
+    from ..fit import FitState
+
+    excluded = {FitState(int(k)).name: int(v) for k, v in states.items()
+                if int(k) != int(FitState.CONVERGED) and v}
+    total, n = sum(int(v) for v in states.values()), sum(excluded.values())
+    if n:
+        parts = ", ".join(f"{v:,} {k}" for k, v in sorted(excluded.items(), key=lambda kv: -kv[1]))
+        ctx.note(f"{n:,} of {total:,} column fits ({100 * n / total:.1f} %) are not reliable "
+                 f"({parts}): they keep their state and no error bar, and are left out of "
+                 "spacings, strain reference sites and precision / error summaries")
+    return excluded
+
+
 def _median_error(atoms: pd.DataFrame) -> float | None:
+    """Median position error (pm) of the reliable (converged) fits."""
+    from ..fit import is_reliable
+
     if atoms.empty:
         return None
+    atoms = atoms[is_reliable(atoms["state"]).to_numpy()]
     err = np.hypot(atoms["x_err_pm"].to_numpy(float), atoms["y_err_pm"].to_numpy(float))
     err = err[np.isfinite(err)]
     return float(np.median(err)) if len(err) else None
@@ -278,7 +300,7 @@ def stage_score(ctx: Context) -> dict[str, Any]:
     """Score columns and defects against the simulator's truth (demo)."""
     from ..classes import DEFECT_CLASSES
     from ..detect.metrics import column_scores, detection_scores, match_points
-    from ..fit import FitState
+    from ..fit import is_reliable
     from ..io.truth import read_truth
 
     s = ctx.config.score
@@ -289,7 +311,7 @@ def stage_score(ctx: Context) -> dict[str, Any]:
     present = truth[truth["n_atoms"] > 0] if "n_atoms" in truth else truth
     cols = column_scores(atoms, present, radius=radius, shape=ctx.shape, border=s.border_px)
     # Position precision of converged fits against the true positions, per site, in pm.
-    ok = atoms["state"].isin([int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS)]).to_numpy()
+    ok = is_reliable(atoms["state"]).to_numpy()  # converged, with a meaningful error bar
     good = atoms[ok]
     pairs = match_points(good[["x_px", "y_px"]].to_numpy(), present[["x_px", "y_px"]].to_numpy(),
                          radius)
@@ -364,25 +386,31 @@ def stage_spacing(ctx: Context) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- adapters
 def _chalcogen_sites(ctx: Context) -> pd.DataFrame:
-    """Chalcogen columns of the run: labelled by the FCN, else by the sublattice geometry."""
+    """Reliably fitted chalcogen columns of the run (the candidate pristine references):
+    labelled by the FCN, else by the sublattice geometry."""
+    from ..fit import FitState, is_reliable
+
     atoms = ctx.atoms
     if atoms is None or atoms.empty:
         return pd.DataFrame({"x_px": [], "y_px": []})
+    reliable = is_reliable(atoms["state"]).to_numpy()
     if (atoms["site"] == "X").any():
-        return atoms[atoms["site"] == "X"]
+        return atoms[(atoms["site"] == "X").to_numpy() & reliable]
     from ..lattice import classify_sublattices
-
     from ..simulate import MATERIALS
 
     # the peak detector's smoothed local contrast measures brightness better than fit amplitudes
     score = atoms["score"].to_numpy(float)
-    ok = atoms["state"].isin([0, 1]).to_numpy() & np.isfinite(score) & (score > 0)
+    # every column that stayed in its window places the sublattices; only reliable ones are kept
+    located = atoms["state"].isin([int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS),
+                                   int(FitState.UNCERTAIN)]).to_numpy()
+    ok = located & np.isfinite(score) & (score > 0)
     good = atoms[ok]
     spec = MATERIALS.get(ctx.material or "WSe2")
     sites, _ = classify_sublattices(good[["x_px", "y_px"]].to_numpy(float), score[ok],
                                     guess_px=spec.a / _known(ctx.pixel_size, "pixel size") if spec else None,
                                     metal_brighter=(ctx.material or "WSe2") != "MoSe2")
-    return good[sites == "X"]
+    return good[(sites == "X") & reliable[ok]]
 
 
 def stage_average(ctx: Context) -> dict[str, Any]:

@@ -120,9 +120,15 @@ def _same_lattice(image: np.ndarray, reference: HexLattice, a_px: float) -> HexL
     c = np.array([[w // 2, h // 2]], dtype=float)
     _, p_own = own.nearest(c, "X")
     _, p_ref = reference.nearest(c, "X")
-    if own.x_basis != reference.x_basis or abs(((own.angle_deg - reference.angle_deg + 30) % 60) - 30) > 3:
-        raise InputError("the class average and the pristine average have different lattice orientations; "
-                         "check the orientation handling of the averaging")
+    # Compared in one basis: near +-30 degrees the two fits may call different directions a1,
+    # which swaps x_basis between 1/3 and 2/3 without any change of domain.
+    angle, same_domain = own.orientation_difference(reference)
+    if not same_domain or abs(angle) > 3:
+        what = (f"lattices {angle:+.1f} degrees apart" if abs(angle) > 3 else
+                "inverted (mirror / 60-degree) domains")
+        raise InputError(f"the class average and the pristine average show {what}; their crops "
+                         "come from differently oriented grains (average.options.orientation: "
+                         "'map' maps inverted domains onto one, 'reject' drops them)")
     return reference.shifted(p_own[0] - p_ref[0])
 
 

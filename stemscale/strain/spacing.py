@@ -8,6 +8,12 @@ are flagged as substituted (e.g. Se in S2 columns of MoS2); metal columns
 near a flagged, missing or badly fitted column are not pristine and their
 spacings are left out.  The nearest-neighbour spacings of the pristine metal
 columns, overall and per lattice direction, are the result.
+
+Only reliable fits (``CONVERGED``, :func:`stemscale.fit.is_reliable`) are
+measured by default: a column whose fit stopped at ``MAX_ITERATIONS`` or is
+``UNCERTAIN`` still takes part in the sublattice and neighbour analysis (its
+position is the best estimate there is), but no bond ends on it; the summary
+counts these columns by state.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from scipy.spatial import cKDTree
 
 from ..classes import DEFECT_CLASSES
 from ..errors import InputError
+from ..fit.states import FitState, is_reliable
 from ..lattice.sublattice import classify_sublattices, lattice_constant_px, neighbour_pairs, robust_z
 
 __all__ = ["SpacingResult", "metal_spacings"]
 
-_GOOD_STATES = (0, 1)  # converged, max-iterations (see stemscale.fit.FitState)
+# Fits whose position places a column among its neighbours (it stayed in its window): converged,
+# stopped at max-iterations, or converged with a large error bar (see stemscale.fit.FitState).
+_GOOD_STATES = (int(FitState.CONVERGED), int(FitState.MAX_ITERATIONS), int(FitState.UNCERTAIN))
 
 
 @dataclass
@@ -55,7 +64,7 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
                    exclude_radius_A: float = 4.0, substitution_threshold: float = 4.0,
                    tolerance: float = 0.1, edge_A: float = 3.0,
                    nominal_a_A: float | None = None, metal_brighter: bool = True,
-                   brightness: str = "score") -> SpacingResult:
+                   brightness: str = "score", reliable_only: bool = True) -> SpacingResult:
     """Nearest-neighbour metal-metal spacings in the pristine part of a frame.
 
     Parameters
@@ -93,6 +102,10 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
         robust at low dose) or ``"amplitude"`` (the fitted peak height).  When
         the table's ``site`` column already labels columns ``M``/``X`` (FCN),
         those labels are used.
+    reliable_only
+        Measure only bonds between reliable fits (``CONVERGED``); columns whose
+        fit stopped at ``MAX_ITERATIONS`` or is ``UNCERTAIN`` are counted in the
+        summary (``unreliable_fits``) and left out.  ``False`` measures them too.
     """
     need = {"x_px", "y_px", "amplitude", "state", brightness}
     missing = need - set(atoms.columns)
@@ -156,7 +169,15 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
         ty, tx = translation_angstrom
         xa, ya = xy_all[:, 0] * ps + tx, xy_all[:, 1] * ps + ty
         pristine &= (xa >= x0) & (xa <= x1) & (ya >= y0) & (ya <= y1)
-    cols["pristine"] = pristine
+    if reliable_only:
+        reliable = is_reliable(cols["state"].to_numpy())
+        cols["pristine"] = pristine & reliable
+        unreliable = good & ~reliable
+        excluded = int((pristine & ~reliable).sum())
+    else:
+        cols["pristine"] = pristine
+        unreliable, excluded = np.zeros(len(cols), bool), 0
+    pristine = cols["pristine"].to_numpy()
 
     keep = pristine[m_idx[pairs[:, 0]]] & pristine[m_idx[pairs[:, 1]]] if len(pairs) else np.zeros(0, bool)
     p = pairs[keep]
@@ -170,6 +191,9 @@ def metal_spacings(atoms: pd.DataFrame, pixel_size_angstrom: float, image_shape:
     bonds = pd.DataFrame({"i": i, "j": j, "distance_pm": dist_pm, "angle_deg": angle,
                           "direction": direction})
     summary = _summarise(bonds, cols, a_px, ps, theta0, nominal_a_A)
+    names = cols.loc[unreliable, "state"].map(lambda v: FitState(int(v)).name).value_counts()
+    summary["unreliable_fits"] = {str(k): int(v) for k, v in names.items()}
+    summary["unreliable_metal_columns_excluded"] = excluded
     return SpacingResult(cols, bonds, summary)
 
 
