@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
 
 from ..errors import InputError
 from .storage import add_storage_option, storage_options
@@ -77,8 +81,45 @@ def _register_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
     p.add_argument("--frame", type=int, default=None, help="frame index of a stack")
     p.add_argument("--overlay", action="store_true", help="also write overlay.png")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bar (shown on stderr when it is a terminal)")
     add_storage_option(p, "a mosaic .zarr on object storage")
     p.set_defaults(func=_run_detect)
+
+
+def _progress(args: argparse.Namespace) -> "Progress":
+    """A rich progress display on stderr; drawn only on a terminal and without --no-progress."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    disable=getattr(args, "no_progress", False) or not console.is_terminal)
+
+
+def _resamples(pixel_size: float, model: Any, resample: bool) -> bool:
+    """Whether :func:`stemscale.detect.detect` will resample this image for this model."""
+    if not resample:
+        return False
+    from ..detect.inference import check_pixel_size
+    from ..detect.weights import model_ref
+
+    try:
+        model_ps = model_ref(model).manifest.pixel_size_angstrom
+        return check_pixel_size(pixel_size, model_ps, resample=True) != 1.0
+    except InputError:  # detect itself reports it
+        return False
+
+
+def _window_callback(bar: "Progress", task: Any, label: str = "windows"
+                     ) -> Callable[[int, int], None]:
+    """``progress(done, total)`` of :func:`stemscale.detect.detect` drawn as ``task``."""
+    def advance(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total,
+                   description=label if done < total else f"{label} (finding columns)")
+    return advance
 
 
 def _load_image(args: argparse.Namespace):
@@ -97,8 +138,16 @@ def _load_image(args: argparse.Namespace):
             args.material = str(mosaic.attrs["material"])
         return np.asarray(mosaic.values, dtype=np.float32), ps
     from ..io import read_frame
+    from ..io.frames import FrameStackError
 
-    frame = read_frame(path, pixel_size=args.pixel_size, frame=args.frame, lazy=False)
+    try:
+        frame = read_frame(path, pixel_size=args.pixel_size, frame=args.frame, lazy=False)
+    except FrameStackError as exc:  # its advice names ingest's --sum, which detect lacks
+        raise InputError(
+            f"{exc.what}; pick one frame with --frame N (0..{exc.n_frames - 1}), or add them "
+            f"into a mosaic first with `stemscale ingest {path} OUT.zarr --sum` and detect "
+            "on OUT.zarr"
+        ) from None
     return np.asarray(frame.data, dtype=np.float32), frame.pixel_size_angstrom
 
 
@@ -112,25 +161,31 @@ def _run_detect(args: argparse.Namespace) -> int:
 
     from ..detect.checks import check_sampling
     from ..detect.weights import model_for_material, model_ref
+    from ..redact import redact_text
 
     image, ps = _load_image(args)
     model = args.model or model_for_material(args.material)
     check_sampling(ps, material=args.material, model_material=model_ref(model).manifest.material,
                    where=f"'{args.input}'")
-    found = detect(image, ps, model=model, tta=not args.no_tta, device=args.device,
-                   resample=args.resample, amp=args.amp)
+    with _progress(args) as bar:
+        task = bar.add_task("resampling" if _resamples(ps, model, args.resample)
+                            else "loading model", total=None)
+        found = detect(image, ps, model=model, tta=not args.no_tta, device=args.device,
+                       resample=args.resample, amp=args.amp,
+                       progress=_window_callback(bar, task))
+        bar.update(task, description="windows")
     out = Path(args.out or (Path(args.input.rstrip("/")).stem + "-detect"))
     out.mkdir(parents=True, exist_ok=True)
     found.defects.to_csv(out / "defects.csv", index=False)
     found.columns.to_csv(out / "columns.csv", index=False)
-    summary = {"input": args.input, "pixel_size_angstrom": ps, "shape": list(image.shape),
+    summary = {"input": redact_text(args.input), "pixel_size_angstrom": ps, "shape": list(image.shape),
                "model": found.model, "tta": not args.no_tta, "resampled_zoom": found.zoom,
                "defects": {c: int((found.defects["class"] == c).sum()) for c in DEFECT_CLASSES},
                "columns": int(len(found.columns))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.overlay:
         save_overlay(image, found.defects, out / "overlay.png", title=Path(args.input).name)
-    table = Table(title=f"defects in {args.input}")
+    table = Table(title=f"defects in {summary['input']}")
     table.add_column("class")
     table.add_column("count", justify="right")
     for c, n in summary["defects"].items():
@@ -165,6 +220,8 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="ignore objects closer than this to the edge, px (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bars (shown on stderr when it is a terminal)")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -180,10 +237,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     loaded = get_model(args.model, device=args.device)
     data = eval_data_section(material=args.material or loaded.manifest.material,
                              pixel_size_angstrom=loaded.pixel_size_angstrom)
-    frames = (simulate_eval_frame(i, shape=(args.size, args.size), dose=args.dose, data=data)
-              for i in range(args.frames))
-    res = evaluate_frames(loaded, frames, tta=not args.no_tta, radius=args.radius,
-                          border=args.border)
+    with _progress(args) as bar:
+        done = bar.add_task("frames", total=args.frames)
+        windows = bar.add_task("simulating", total=None)
+
+        def frames() -> Iterator[Any]:
+            for i in range(args.frames):
+                bar.update(windows, description="simulating", completed=0, total=None)
+                yield simulate_eval_frame(i, shape=(args.size, args.size), dose=args.dose,
+                                          data=data)
+
+        res = evaluate_frames(loaded, frames(), tta=not args.no_tta, radius=args.radius,
+                              border=args.border,
+                              progress=lambda n: bar.update(done, completed=n),
+                              window_progress=_window_callback(bar, windows))
+        bar.update(windows, description="windows")
     console = Console()
     t = Table(title=f"{args.frames} held-out frames of {args.size}², {args.dose:g} e-/Å²")
     for col in ("class", "n_true", "tp", "fp", "fn", "precision", "recall", "f1"):
@@ -203,9 +271,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
            "megapixels_per_second": res["megapixels"] / res["seconds"]}
     if args.doses:
         doses = [float(v) for v in args.doses.split(",") if v.strip()]
-        curve = dose_curve(loaded, doses, n_frames=args.curve_frames,
-                           shape=(args.size, args.size), tta=not args.no_tta, data=data,
-                           radius=args.radius, border=args.border)
+        with _progress(args) as bar:
+            done = bar.add_task("dose curve: frames", total=len(doses) * args.curve_frames)
+            windows = bar.add_task("windows", total=None)
+            curve = dose_curve(loaded, doses, n_frames=args.curve_frames,
+                               shape=(args.size, args.size), tta=not args.no_tta, data=data,
+                               radius=args.radius, border=args.border,
+                               progress=lambda n: bar.update(done, completed=n),
+                               window_progress=_window_callback(bar, windows))
+            bar.update(windows, description="windows")
         console.print(curve.round(3).to_string(index=False))
         out["dose_curve"] = curve.to_dict(orient="records")
     if args.out:

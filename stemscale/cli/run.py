@@ -63,14 +63,15 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     config = load_pipeline(args.pipeline, args.overrides)
-    options = storage_options(args.storage_option)
+    options = storage_options(getattr(args, "storage_option", None))  # `demo` passes none
     if options:
         config = _with_storage_options(config, options, args.pipeline)
     if args.cluster is not None:
         check_cluster_kind(args.cluster, "--cluster")
     if args.check:
         console.print(f"# {args.pipeline}: valid ({config.kind})")
-        print(yaml.safe_dump(redact(config.to_dict()), sort_keys=False), end="")
+        print(yaml.safe_dump(redact(config.to_dict()), sort_keys=False, allow_unicode=True),
+              end="")
         return 0
     outcome = run_pipeline(config, cluster=args.cluster, out=args.out,
                            overwrite=True if args.overwrite else None,

@@ -20,36 +20,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with point defects, a displacement field around single vacancies, Poisson noise and "
         "scan distortions. Writes a zarr v3 / OME-NGFF store and the truth of every atom column "
         "as Parquet (<out>.truth/). The result does not depend on chunks, shards or workers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("out", help="output mosaic store (path or URL ending in .zarr)")
     g = p.add_argument_group("image")
     g.add_argument("--shape", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=[4096, 4096],
-                   help="mosaic size in pixels")
-    g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same mosaic)")
-    g.add_argument("--dose", type=float, default=7300.0, help="incident dose in e-/Å²")
-    g.add_argument("--chunks", type=int, nargs=2, default=[512, 512], metavar=("Y", "X"), help="zarr chunk shape")
+                   help="mosaic size in pixels (default: 4096 4096)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; same seed, same mosaic (default: 0)")
+    g.add_argument("--dose", type=float, default=7300.0, help="incident dose in e-/Å² (default: 7300)")
+    g.add_argument("--chunks", type=int, nargs=2, default=[512, 512], metavar=("Y", "X"),
+                   help="zarr chunk shape (default: 512 512)")
     g.add_argument("--shards", type=int, nargs=2, default=[2048, 2048], metavar=("Y", "X"),
-                   help="zarr shard shape (one Dask task each)")
+                   help="zarr shard shape, one Dask task each (default: 2048 2048)")
     g.add_argument("--truth", default=None, help="truth Parquet folder (default: <out>.truth)")
     s = p.add_argument_group("sample")
-    s.add_argument("--material", default="WSe2", help="WSe2, MoS2, WS2 or MoSe2")
+    s.add_argument("--material", default="WSe2", help="WSe2, MoS2, WS2 or MoSe2 (default: WSe2)")
     s.add_argument("--structure", default=None,
                    help="an ASE-readable structure file to image instead of a random lattice")
     s.add_argument("--defect", action="append", default=None, metavar="CLASS=FRACTION",
                    help=f"defect concentration per site, repeatable; classes: {', '.join(DEFECT_CLASSES)} "
                    "(default: the built-in WSe2 mix; --defect none for a pristine lattice)")
-    s.add_argument("--min-spacing", type=float, default=0.0, help="minimum distance between defects (Å)")
+    s.add_argument("--min-spacing", type=float, default=0.0, help="minimum distance between defects in Å (default: 0)")
     s.add_argument("--rotation", type=float, default=None, help="lattice rotation in degrees (default: random)")
     m = p.add_argument_group("microscope and scan")
-    m.add_argument("--kv", type=float, default=80.0, help="high tension (kV)")
-    m.add_argument("--convergence", type=float, default=25.2, help="probe semi-angle (mrad)")
-    m.add_argument("--pixel-size", type=float, default=0.2074, help="pixel size (Å)")
-    m.add_argument("--defocus", type=float, default=0.0, help="defocus C1 (nm, positive = overfocus)")
-    m.add_argument("--source-size", type=float, default=1.0, help="source size FWHM (Å)")
-    m.add_argument("--shear", type=float, default=0.0, help="drift shear (pixels per line)")
-    m.add_argument("--scale-y", type=float, default=0.0, help="relative slow-scan scale error")
-    m.add_argument("--jitter", type=float, default=0.0, help="per-line jitter sigma (pixels)")
+    m.add_argument("--kv", type=float, default=80.0, help="high tension in kV (default: 80)")
+    m.add_argument("--convergence", type=float, default=25.2, help="probe semi-angle in mrad (default: 25.2)")
+    m.add_argument("--pixel-size", type=float, default=0.2074, help="pixel size in Å (default: 0.2074)")
+    m.add_argument("--defocus", type=float, default=0.0, help="defocus C1 in nm, positive = overfocus (default: 0)")
+    m.add_argument("--source-size", type=float, default=1.0, help="source size FWHM in Å (default: 1)")
+    m.add_argument("--shear", type=float, default=0.0, help="drift shear in pixels per line (default: 0)")
+    m.add_argument("--scale-y", type=float, default=0.0, help="relative slow-scan scale error (default: 0)")
+    m.add_argument("--jitter", type=float, default=0.0, help="per-line jitter sigma in pixels (default: 0)")
     r = p.add_argument_group("run")
     r.add_argument("--workers", type=int, default=None,
                    help="start a local Dask cluster with this many worker processes "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,7 @@ def detect(
     min_area: int = MIN_DEFECT_AREA,
     stats: tuple[float, float] | None = None,
     return_proba: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Detections:
     """Find and classify defects and atom columns in a HAADF-STEM image.
 
@@ -97,6 +99,10 @@ def detect(
         every block of a mosaic is normalised alike.
     return_proba
         Keep the probability maps in the result.
+    progress
+        Called as ``progress(done, total)`` with the sliding windows classified so far and
+        in all (see :func:`~stemscale.detect.inference.predict_proba`); the first call,
+        ``done = 0``, comes after any resampling.
     """
     img = check_image(image)
     loaded = model if isinstance(model, LoadedModel) else get_model(model, device=device)
@@ -105,7 +111,7 @@ def detect(
     if min(work.shape) < 8:
         raise InputError(f"image too small after resampling: {work.shape}")
     proba = predict_proba(work, loaded, tta=tta, window=window, overlap=overlap,
-                          batch_size=batch_size, amp=amp, stats=stats)
+                          batch_size=batch_size, amp=amp, stats=stats, progress=progress)
     defects = find_defects(proba, loaded.classes, min_area=min_area)
     columns = find_columns(proba, loaded.classes)
     # back to input pixels: output pixel centre j lies at input (j + 0.5) / z - 0.5

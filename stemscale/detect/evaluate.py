@@ -11,7 +11,7 @@ class-agnostic confusion matrix and counts of missed and spurious columns.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,8 @@ def evaluate_frames(
     border: float = 8.0,
     classes: Sequence[str] = DEFECT_CLASSES,
     min_area: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    window_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Detect on each frame and pool the scores.
 
@@ -85,6 +87,11 @@ def evaluate_frames(
         column cut by the edge is only partly visible).
     min_area
         Smallest defect region kept (default: :func:`~stemscale.detect.detect`'s).
+    progress
+        Called with the number of frames scored so far, after each frame.
+    window_progress
+        Passed to :func:`~stemscale.detect.detect` for each frame: called as
+        ``window_progress(done, total)`` with the frame's sliding windows.
 
     Returns
     -------
@@ -99,7 +106,7 @@ def evaluate_frames(
         t0 = time.perf_counter()
         extra: dict[str, Any] = {} if min_area is None else {"min_area": min_area}
         found = detect(fr.image, fr.metadata.pixel_size_angstrom, model=loaded, tta=tta,
-                       resample=True, **extra)
+                       resample=True, progress=window_progress, **extra)
         seconds += time.perf_counter() - t0
         mpx += fr.image.size / 1e6
         n += 1
@@ -108,6 +115,8 @@ def evaluate_frames(
         per_class.append(detection_scores(found.defects, true, classes=classes, **kw))
         cms.append(confusion_matrix(found.defects, true, classes=classes, **kw))
         cols.append(column_scores(found.columns, fr.truth, **kw))
+        if progress is not None:
+            progress(n)
     if n == 0:
         raise ValueError("no frames to evaluate")
     colsum: dict[str, Any] = {k: int(sum(c[k] for c in cols))
@@ -129,14 +138,23 @@ def dose_curve(
     tta: bool = False,
     data: DataSection | None = None,
     seed_base: int = EVAL_SEED + 1,
+    progress: Callable[[int], None] | None = None,
     **kw: Any,
 ) -> pd.DataFrame:
-    """Per-class F1 against dose; the same held-out scenes at every dose."""
+    """Per-class F1 against dose; the same held-out scenes at every dose.
+
+    ``progress`` is called with the number of frames scored so far over all doses
+    (``len(doses) * n_frames`` in all); other keywords go to :func:`evaluate_frames`.
+    """
     rows = []
-    for dose in doses:
+    for k, dose in enumerate(doses):
         frames = (simulate_eval_frame(i, shape=shape, dose=dose, data=data, seed_base=seed_base)
                   for i in range(n_frames))
-        res = evaluate_frames(model, frames, tta=tta, **kw)
+        on_frame = None
+        if progress is not None:
+            def on_frame(done: int, offset: int = k * n_frames) -> None:
+                progress(offset + done)
+        res = evaluate_frames(model, frames, tta=tta, progress=on_frame, **kw)
         s = res["scores"]
         rows.append({"dose_e_per_A2": float(dose),
                      **{f"f1_{c}": float(s.loc[c, "f1"]) for c in s.index},

@@ -10,7 +10,7 @@ favours each window's centre.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -165,6 +165,7 @@ def predict_proba(
     batch_size: int | None = None,
     amp: bool = False,
     stats: tuple[float, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Stitched per-class probabilities of shape (n_classes, H, W), float32.
 
@@ -185,6 +186,9 @@ def predict_proba(
         float16 autocast on CUDA (ignored on CPU).
     stats
         ``(mean, std)`` for standardisation (default: the image's own).
+    progress
+        Called as ``progress(done, total)`` with the number of windows classified so far
+        and in all: once with ``done = 0`` before the first batch, then after each batch.
     """
     img = check_image(image)
     cfg = loaded.manifest.config
@@ -209,6 +213,8 @@ def predict_proba(
     if tta and dev.type != "cuda":
         bs = max(1, bs // 2)
     wt = torch.from_numpy(weight)
+    if progress is not None:
+        progress(0, len(corners))
     for i in range(0, len(corners), bs):
         chunk = corners[i : i + bs]
         batch = np.stack([x[y : y + window, xx : xx + window] for y, xx in chunk])[:, None]
@@ -218,6 +224,8 @@ def predict_proba(
         for j, (y, xx) in enumerate(chunk):
             acc[:, y : y + window, xx : xx + window] += pn[j]
             wsum[y : y + window, xx : xx + window] += weight
+        if progress is not None:
+            progress(i + len(chunk), len(corners))
     acc /= wsum
     return acc[:, :H, :W]
 

@@ -119,7 +119,7 @@ def grade_positions(states: Any, x_err: Any, y_err: Any,
     x_err = np.array(x_err, dtype=np.float64, copy=True)
     y_err = np.array(y_err, dtype=np.float64, copy=True)
     with np.errstate(invalid="ignore"):
-        worst = np.fmax(x_err, y_err)
+        worst = np.maximum(x_err, y_err)  # NaN (undetermined) stays NaN
         loose = (states == int(FitState.CONVERGED)) & ~(worst <= float(max_error))
     states[loose] = int(FitState.UNCERTAIN)
     unreliable = ~is_reliable(states)

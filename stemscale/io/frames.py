@@ -42,10 +42,38 @@ from ..errors import InputError, MetadataError, MosaicNotFoundError
 from ..metadata import AcquisitionMetadata
 from .units import is_uncalibrated, to_angstrom
 
-__all__ = ["SUPPORTED_SUFFIXES", "Frame", "read_frame", "file_format"]
+__all__ = ["SUPPORTED_SUFFIXES", "Frame", "FrameStackError", "read_frame", "file_format"]
 
 SUPPORTED_SUFFIXES = {".tif": "tiff", ".tiff": "tiff", ".dm3": "dm", ".dm4": "dm", ".emd": "emd"}
 ELEMENTARY_CHARGE = 1.602176634e-19  # C
+
+
+class FrameStackError(InputError):
+    """A file holds a stack of frames where one 2-D image is expected.
+
+    The message names :func:`read_frame`'s ``frame`` / ``reduce`` and the flags of
+    ``stemscale ingest``; a command with other flags words its own advice after
+    :attr:`what` (e.g. ``stemscale detect``, which takes ``--frame`` but not ``--sum``).
+    """
+
+    def __init__(self, where: str, n_frames: int, frame_shape: tuple[int, int]) -> None:
+        self.where = where
+        self.n_frames = int(n_frames)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        super().__init__(
+            f"{self.what}; pick one frame with --frame N (0..{self.n_frames - 1}; frame=N in "
+            "Python) or add them with --sum (reduce='sum')"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Dask workers
+        return (type(self), (self.where, self.n_frames, self.frame_shape))
+
+    @property
+    def what(self) -> str:
+        """What is wrong, without advice: the file, the number and size of its frames."""
+        h, w = self.frame_shape
+        return (f"'{self.where}' holds a stack of {self.n_frames} frames of {h} x {w} px "
+                "(3-D data) where one 2-D image is expected")
 
 
 @dataclass(frozen=True)
@@ -264,11 +292,7 @@ def _select(data: Any, where: str, frame: int | None, reduce: str | None) -> Any
             return data.astype(np.float64).sum(axis=0).astype(np.float32)
         if reduce == "mean":
             return data.astype(np.float64).mean(axis=0).astype(np.float32)
-        raise InputError(
-            f"'{where}' holds a stack of {n} frames of {shape[1]} x {shape[2]} px (3-D data) "
-            "where one 2-D image is expected; pick one frame with --frame N (0.."
-            f"{n - 1}; frame=N in Python) or add them with --sum (reduce='sum')"
-        )
+        raise FrameStackError(where, n, (shape[1], shape[2]))
     raise InputError(
         f"'{where}' holds {len(shape)}-D data of shape {shape}; stemscale ingests 2-D images "
         "or 3-D stacks of them (4-D STEM / spectrum images are not supported)"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..average import AveragingResult
     from ..strain import ClassStrain
 
-__all__ = ["MissingDependencyError", "StageUnavailable", "average_stage", "missing_dependency",
+__all__ = ["MissingDependencyError", "StageFailed", "StageUnavailable", "average_stage", "missing_dependency",
            "strain_stage"]
 
 #: Top-level module -> the optional extra of stemscale that installs it (pyproject.toml).
@@ -40,6 +40,19 @@ class StageUnavailable(Exception):
 
     Never raised for a missing module or API: those are errors.
     """
+
+
+class StageFailed(StemscaleError, RuntimeError):
+    """A stage of a pipeline failed; the report of the stages that did run was still written.
+
+    The message is one line naming the stage, the reason and the report; the stage's own
+    error is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, stage: str, reason: str, folder: Path,
+                 report: Path | None = None) -> None:
+        super().__init__(message)
+        self.stage, self.reason, self.folder, self.report = stage, reason, folder, report
 
 
 class MissingDependencyError(StemscaleError, ImportError):

@@ -4,8 +4,15 @@
 passed in), runs the stages of the pipeline's kind in order, records each
 stage's outcome in ``run.json`` and finishes with ``summary.json``, figures
 and the report.  A stage with nothing to work on (no defects to average) is
-skipped with a note; any other error, a missing module included, marks the
-run ``failed`` in ``run.json`` and is raised.
+skipped with a note.  A stage that fails (a missing module included) is
+marked ``failed`` with its reason in one line; the stages that need its
+results are marked ``not run``, the others still run, the report of what did
+run is written, and then :class:`~.adapters.StageFailed` is raised (the run is
+``failed`` in ``run.json``).
+
+Stage results are kept by their own inputs (:data:`STAGE_INPUTS`, see
+:class:`~.runfolder.RunFolder`): rerunning a folder with a changed averaging
+option resumes ``find`` (no block is redone) and reruns averaging and strain.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .adapters import StageUnavailable, missing_dependency
+from ..errors import StemscaleError
+from .adapters import StageFailed, StageUnavailable, missing_dependency
 from .config import ClusterSection, PipelineConfig, TrainPipeline
-from .runfolder import RunFolder
+from .runfolder import RunFolder, StagePlan
 from .stages import (
     Context,
     stage_average,
@@ -32,7 +40,7 @@ from .stages import (
     stage_strain,
 )
 
-__all__ = ["RunOutcome", "STAGES", "open_cluster", "default_output", "run_pipeline"]
+__all__ = ["RunOutcome", "STAGES", "STAGE_INPUTS", "open_cluster", "default_output", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,46 @@ STAGES: dict[str, list[tuple[str, Callable[[Context], dict[str, Any]], str | Non
     "real_frame": [("input", stage_input, None), ("find", stage_find, None),
                    ("spacing", stage_spacing, "spacing"), ("figures", _stage_figures, None)],
 }
+
+_FIND = ("detect", "fit", "blocks")  # the sections the block tables are made of
+#: Kind -> stage -> (configuration sections it reads, earlier stages whose results it uses).
+#: A stage's results are kept while these are unchanged; a change reruns that stage and the
+#: ones that use it (figures always run again).
+STAGE_INPUTS: dict[str, StagePlan] = {
+    "demo": {"simulate": (("simulate",), ()), "find": (_FIND, ("simulate",)),
+             "score": (("score",), ("find",)), "average": (("average",), ("find",)),
+             "strain": (("strain",), ("average",)), "figures": ((), ("find",))},
+    "defect_strain": {"input": (("input",), ()), "find": (_FIND, ("input",)),
+                      "average": (("average",), ("find",)), "strain": (("strain",), ("average",)),
+                      "figures": ((), ("find",))},
+    "real_frame": {"input": (("input",), ()), "find": (_FIND, ("input",)),
+                   "spacing": (("spacing",), ("find",)), "figures": ((), ("find",))},
+}
+#: Stages whose results are expensive (the mosaic, the block tables): a change of their inputs
+#: is refused unless --overwrite (which recomputes them in place).
+KEEP = ("simulate", "input", "find")
+
+
+def _needs(plan: StagePlan, name: str) -> list[str]:
+    """Every earlier stage whose results ``name`` uses, directly or through another."""
+    out: list[str] = []
+    todo = list(plan.get(name, ((), ()))[1])
+    while todo:
+        stage = todo.pop(0)
+        if stage not in out:
+            out.append(stage)
+            todo += list(plan.get(stage, ((), ()))[1])
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a stage failed (stemscale's own message, else the error's type and
+    first line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if isinstance(exc, StemscaleError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 @dataclass
@@ -185,10 +233,12 @@ def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None 
         ``kubernetes``, ``tcp://host:port``, ``scheduler.json``).
     out
         Run folder (overrides ``output.dir``; default
-        ``./stemscale-output/<name>-<date-time>``).  Running the same
-        configuration into an existing folder resumes it.
+        ``./stemscale-output/<name>-<date-time>``).  Running into an existing
+        folder resumes it: stages whose inputs (:data:`STAGE_INPUTS`) are
+        unchanged keep their results, the others run again.
     overwrite
-        Replace a folder that holds a run of another configuration.
+        Recompute in place the mosaic or the block tables when their inputs
+        changed (refused otherwise); a changed data source empties the folder.
     progress
         Progress bars.
     console
@@ -197,6 +247,12 @@ def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None 
     Returns
     -------
     RunOutcome
+
+    Raises
+    ------
+    StageFailed
+        A stage failed: ``run.json`` says so, and the report (or ``summary.json``)
+        of the stages that did run is written first.
     """
     from rich.console import Console
 
@@ -211,19 +267,35 @@ def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None 
                           f"{cluster} is not used (set run.device for a GPU)")
         return _run_training(config, folder, overwrite, progress, console, t0)
     config = _with_cluster(config, cluster)
+    plan = STAGE_INPUTS[config.kind]
     run = RunFolder(folder, config.to_dict(), source=config.source, overrides=config.overrides,
-                    overwrite=overwrite)
+                    overwrite=overwrite, stages=plan, keep=KEEP)
     console.print(f"[bold]stemscale run[/bold] {config.kind} '{config.name}' -> {run.path}"
                   + (" (resuming)" if run.resumed else ""))
+    if run.changes:
+        console.print("changed since the last attempt: " + "; ".join(run.changes)
+                      + f" (rerun: {', '.join(s for s in plan if s in run.rerun)})")
     ctx = Context(config=config, run=run, console=console, progress=progress)
     report = None
+    failed: dict[str, str] = {}  # stage -> why, in one line
+    first_error: Exception | None = None
     try:
         with open_cluster(config.cluster) as (client, info):
             run.set_cluster(info)
             console.print(f"cluster: {info['kind']}, {info['workers']} workers; "
                           f"dashboard {info['dashboard']}")
             for name, fn, section in STAGES[config.kind]:
-                _run_stage(ctx, name, fn, section)
+                missing = [s for s in _needs(plan, name) if s in failed
+                           or run.record["stages"].get(s, {}).get("status") == "not run"]
+                if missing:
+                    run.stage(name, "not run", note=f"needs the results of the {missing[0]} stage")
+                    continue
+                try:
+                    _run_stage(ctx, name, fn, section)
+                except Exception as exc:  # recorded; the report of what did run is still written
+                    failed[name] = _reason(exc)
+                    ctx.note(f"the {name} stage failed: {failed[name]}")
+                    first_error = first_error or exc
         if config.report.enabled:
             from .report import write_report
 
@@ -240,6 +312,12 @@ def run_pipeline(config: PipelineConfig | TrainPipeline, *, cluster: str | None 
     except BaseException as exc:
         run.finish("failed", error=f"{type(exc).__name__}: {exc}", summary=ctx.summary)
         raise
+    if failed:
+        stage, why = next(iter(failed.items()))
+        run.finish("failed", error=f"stage '{stage}' failed: {why}", summary=ctx.summary)
+        written = report or (run.path / "summary.json")
+        raise StageFailed(f"stage '{stage}' failed: {why} (the report of what did run: {written})",
+                          stage=stage, reason=why, folder=run.path, report=report) from first_error
     run.finish("complete", summary=ctx.summary)
     return RunOutcome(run.path, "complete", ctx.summary, report, ctx.notes, time.perf_counter() - t0)
 
@@ -262,13 +340,17 @@ def _run_stage(ctx: Context, name: str, fn: Callable[[Context], dict[str, Any]],
         return
     except BaseException as exc:
         error = missing_dependency(exc, name) if isinstance(exc, ModuleNotFoundError) else exc
-        ctx.run.stage(name, "failed", error=f"{type(error).__name__}: {error}",
+        ctx.run.stage(name, "failed", error=f"{type(error).__name__}: {error}", note=_reason(error),
                       seconds=round(time.perf_counter() - t0, 2))
         if error is not exc:
             raise error from exc
         raise
     ctx.summary[name] = result
-    ctx.run.stage(name, "done", seconds=round(time.perf_counter() - t0, 2))
+    # results kept from an earlier attempt (a complete mosaic, every block of find)
+    reused = bool(result.get("reused")) or bool(result.get("blocks")
+                                                and result.get("blocks_resumed") == result["blocks"])
+    ctx.run.stage(name, "done", seconds=round(time.perf_counter() - t0, 2),
+                  **({"reused": True} if reused else {}))
 
 
 def _run_training(config: TrainPipeline, folder: Path, overwrite: bool, progress: bool,

@@ -244,7 +244,9 @@ def stage_find(ctx: Context) -> dict[str, Any]:
                         block_shape=b.shape, storage_options=ctx.storage_options,
                         progress=ctx.progress, retries=b.retries, labels=labels,
                         probabilities=d.probabilities and labels,
-                        labels_store=d.labels_store if labels else None)
+                        labels_store=d.labels_store if labels else None,
+                        # the run folder allowed recomputing find's tables (--overwrite)
+                        overwrite="find" in getattr(ctx.run, "replace", ()))
     ctx.atoms, ctx.defects = load_tables(ctx.path / "tables")
     from ..fit import FitState
 

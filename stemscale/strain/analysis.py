@@ -324,7 +324,8 @@ def analyse_class(
         The class's and the pristine crop stacks (default: the averaging
         result's, :meth:`~stemscale.average.AveragingResult.stack`).
     bootstrap
-        Compute bootstrap errors (needs the crop stack).
+        Compute bootstrap errors (needs the crop stack, and at least two crops of each
+        average: with one the standard errors are NaN).
     """
     cfg = config or MeasureConfig()
     ps = float(averages.pixel_size_A)
@@ -345,7 +346,8 @@ def analyse_class(
     # geometry indices refer to rows of the reported subsets, which are the leading rows
     values = geo.evaluate(fd.xy, fp.xy)
     out = ClassStrain(cls, averages.count(cls), averages.count(pristine), ps, geo, fd, fp, values)
-    if bootstrap and cfg.n_boot > 0:
+    # one crop has no spread to resample: its standard errors stay undefined (NaN), never 0
+    if bootstrap and cfg.n_boot > 0 and min(out.n_def, out.n_pri) >= 2:
         from ..average.bootstrap import resample_counts, standard_error
 
         sd, sp = stacks if stacks is not None else (averages.stack(cls), averages.stack(pristine))

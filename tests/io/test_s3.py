@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+
 import dask
 import numpy as np
 import pytest
@@ -95,3 +101,82 @@ def test_distributed_workers_read_from_s3(s3, tmp_path, rng, request):
     assert readers and readers <= set(client.scheduler_info()["workers"])
     column_means = m.mean("y").compute()
     np.testing.assert_allclose(column_means.values, image.mean(axis=0))
+
+
+# --------------------------------------------------------------------------- --storage-option
+
+
+def _options_argv(options: dict) -> list[str]:
+    return [arg for k, v in options.items() for arg in ("--storage-option", f"{k}={v}")]
+
+
+def test_cli_find_info_simulate_take_storage_options(s3, tmp_path, monkeypatch, capsys):
+    """Without AWS_ENDPOINT_URL, --storage-option alone leads every command to the server."""
+    from stemscale.io import write_array
+    from stemscale.parallel.run import load_tables
+    from stemscale.simulate import simulate_frame
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    bucket, options = s3
+    frame = simulate_frame((192, 192), seed=3, labels=False)
+    url = f"{bucket}/m.zarr"
+    write_array(url, frame.image, AcquisitionMetadata(0.2074, material="WSe2"), chunks=(64, 64),
+                shards=(128, 128), storage_options=options)
+    argv = _options_argv(options)
+
+    assert main(["info", url, "--json", *argv]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["shape_px"] == [192, 192] and info["complete"] is True
+
+    out = tmp_path / "found"
+    assert main(["find", url, str(out), "--detector", "peaks", "--workers", "1", *argv]) == 0
+    atoms, _ = load_tables(out)
+    assert len(atoms) > 100
+    assert options["secret"] not in (out / "manifest.json").read_text()
+
+    simulated = f"{bucket}/sim.zarr"
+    assert main(["simulate", simulated, "--shape", "128", "128", "--chunks", "64", "64",
+                 "--shards", "128", "128", "--no-progress", *argv]) == 0
+    assert open_mosaic(simulated, storage_options=options).shape == (128, 128)
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and k != "STEMSCALE_DEBUG"}
+    env.update(AWS_ACCESS_KEY_ID="stemscale-test", AWS_SECRET_ACCESS_KEY="stemscale-test",
+               AWS_DEFAULT_REGION="us-east-1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    return subprocess.run([sys.executable, "-m", "stemscale.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _error_line(proc) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and ": error: " in lines[0], proc.stderr
+    return lines[0]
+
+
+def test_unreachable_endpoint_is_one_line_and_quick(tmp_path):
+    pytest.importorskip("s3fs")
+    t0 = time.perf_counter()
+    proc = _cli("find", "s3://no-such-bucket/m.zarr", str(tmp_path / "out"), "--detector", "peaks",
+                "--storage-option", "endpoint_url=http://127.0.0.1:9", cwd=tmp_path)
+    seconds = time.perf_counter() - t0
+    line = _error_line(proc)
+    assert "cannot reach the object-storage endpoint" in line and "127.0.0.1:9" in line
+    assert seconds < 60, f"{seconds:.0f} s to give up on an unreachable endpoint"
+    assert not (tmp_path / "out").exists()
+
+
+def test_credentials_in_a_url_never_appear_in_messages(tmp_path):
+    pytest.importorskip("s3fs")
+    proc = _cli("info", "s3://AKIAKEY123:SECRETVAL987@bucket/m.zarr",
+                "--storage-option", "endpoint_url=http://127.0.0.1:9", cwd=tmp_path)
+    line = _error_line(proc)
+    assert "SECRETVAL987" not in proc.stderr + proc.stdout
+    assert "AKIAKEY123" not in proc.stderr + proc.stdout
+    assert "--storage-option key=" in line
+    proc = _cli("info", "https://user:PASSWORD456@127.0.0.1:9/m.zarr", cwd=tmp_path)
+    line = _error_line(proc)
+    assert "PASSWORD456" not in proc.stderr + proc.stdout and "https://***@127.0.0.1:9" in line

@@ -202,3 +202,22 @@ def test_process_block_rejects_bad_windows(frame):
         process_block(bad, spec, _config())
     with pytest.raises(InputError, match="window shape"):
         process_block(frame.image[:100], spec, _config())
+
+
+def test_only_reliable_fits_carry_error_bars(frame):
+    """MAX_ITERATIONS and UNCERTAIN rows keep their state and position, never an error bar."""
+    from stemscale.fit import FitState
+    from stemscale.parallel.process import UNCERTAIN_SPACING_FRACTION
+
+    spec = plan_blocks(SHAPE, SHAPE, 0)[0]
+    config = _config()  # ~10 % of the fits stop at max_iterations (100) at this tolerance
+    atoms, _ = process_block(frame.image, spec, config)
+    states = atoms["state"].to_numpy()
+    converged = states == int(FitState.CONVERGED)
+    stopped = states == int(FitState.MAX_ITERATIONS)
+    assert converged.any() and stopped.any()
+    errors = atoms[["x_err_pm", "y_err_pm"]].to_numpy()
+    assert np.isfinite(errors[converged]).all()
+    assert errors[converged].max() <= UNCERTAIN_SPACING_FRACTION * config.column_spacing * 100
+    assert np.isnan(errors[~converged]).all()
+    assert np.isfinite(atoms.loc[stopped, ["x_px", "y_px"]].to_numpy()).all()

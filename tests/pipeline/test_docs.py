@@ -1,17 +1,21 @@
 """The documentation runs: every Python example, every `stemscale` command line parses.
 
-Python blocks of docs/python-api.md and docs/deployment.md are executed in order in one
-namespace (a temporary working folder); blocks marked "needs the shipped detection model"
-run only where such a model is installed, and blocks that name a GPU or a remote cluster
-are not run.  Every `stemscale ...` line in the docs and deploy READMEs is parsed by the
+Python blocks of docs/python-api.md and docs/deployment.md are run as plain scripts
+(`python example_N.py`), one after the other in a temporary working folder, as a reader
+would; blocks marked "needs the shipped detection model" run only where such a model is
+installed, and blocks that name a GPU or a remote cluster are not run.  Every Python block
+of the docs and the README starts a Dask cluster only under `if __name__ == "__main__":`.  Every `stemscale ...` line in the docs and deploy READMEs is parsed by the
 real argument parser, and `stemscale run` lines naming a shipped pipeline are validated
 with their --set overrides.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,21 +68,57 @@ def test_every_command_line_parses(path, monkeypatch):
                 load_pipeline(ROOT / args.pipeline, args.overrides)
 
 
+CLUSTER_STARTS = ("connect", "make_cluster", "run_pipeline", "LocalCluster", "Client")
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
+
+
+@pytest.mark.parametrize("path", [*DOCS, ROOT / "README.md"],
+                         ids=[str(p.relative_to(ROOT)) for p in [*DOCS, ROOT / "README.md"]])
+def test_cluster_starts_are_guarded(path):
+    """A LocalCluster's worker processes import the script again: start it under the guard."""
+    for n, code in enumerate(blocks(path, "python"), 1):
+        for stmt in ast.parse(code).body:
+            if _is_main_guard(stmt):
+                continue
+            for node in ast.walk(stmt):
+                if isinstance(node, ast.Call):
+                    name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                    assert name not in CLUSTER_STARTS, (
+                        f"{path.name} example {n}: {name}(...) outside "
+                        "`if __name__ == \"__main__\":`")
+
+
+def _runnable(code: str) -> bool:
+    if "needs the shipped detection model" in code and not _model_available():
+        return False
+    return not ("needs a GPU" in code or "needs a cluster" in code)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", ["python-api.md", "deployment.md"])
-def test_python_examples_run(page, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "pipelines").symlink_to(ROOT / "pipelines")
-    namespace: dict = {"__name__": "__docs__"}
-    ran = 0
-    for code in blocks(ROOT / "docs" / page, "python"):
-        if "needs the shipped detection model" in code and not _model_available():
+def test_python_examples_run_as_scripts(page, tmp_path):
+    """Every example is a plain script: `python example_N.py`, in order, in an empty folder."""
+    outputs: dict[int, str] = {}
+    for n, code in enumerate(blocks(ROOT / "docs" / page, "python"), 1):
+        if not _runnable(code):
             continue
-        if "needs a GPU" in code or "needs a cluster" in code:
-            continue
-        exec(compile(code, f"{page} example {ran + 1}", "exec"), namespace)
-        ran += 1
-    assert ran >= 1
+        script = tmp_path / f"example_{n:02d}.py"
+        script.write_text(code)
+        proc = subprocess.run([sys.executable, script.name], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, (f"{page} example {n} failed as a script:\n"
+                                      f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        outputs[n] = proc.stdout
+    assert outputs
     if page == "python-api.md":
         assert (tmp_path / "demo-run" / "run.json").exists()
-        assert namespace["again"].skipped == namespace["result"].n_blocks
+        assert (tmp_path / "wse2.zarr").is_dir() and (tmp_path / "wse2-find").is_dir()
+        # the restartable run: the second call skipped every block of the first
+        code = blocks(ROOT / "docs" / page, "python")
+        n = next(i for i, c in enumerate(code, 1) if "again = run_mosaic" in c)
+        first, skipped = outputs[n].splitlines()[:2]
+        assert int(skipped) == int(first.split()[0]) > 0

@@ -81,7 +81,7 @@ def test_no_credential_in_any_file_of_the_run_folder(tmp_path, capsys):
     options = record["config"]["input"]["storage_options"]
     assert options["secret"] == options["key"] == "***" and options["anon"] is False
     assert options["client_kwargs"] == {"aws_session_token": "***"}
-    assert f"input.storage_options.secret=***" in record["overrides"]
+    assert "input.storage_options.secret=***" in record["overrides"]
     assert (out / "report.html").exists() and (out / "tables" / "manifest.json").exists()
     assert _files_with(out, SECRET, KEY, TOKEN) == []
 

@@ -132,3 +132,30 @@ def test_simulated_wse2_frame_sites_substitutions_and_spacing():
     assert heavy[flagged].mean() > 0.5        # and most flags are real
     # W-W spacing of the simulated lattice (a = 3.297 Å): the mean is unbiased.
     assert res.summary["mean_pm"] == pytest.approx(329.7, abs=3 * res.summary["sem_pm"] + 0.3)
+
+
+def test_unreliable_fits_are_counted_and_left_out_not_treated_as_defects():
+    """MAX_ITERATIONS / UNCERTAIN columns are no bond ends, but do not spoil their neighbours."""
+    from stemscale.fit import FitState
+
+    cols = honeycomb(noise_px=0.2, seed=5)
+    metal = cols.index[cols["true_site"] == "M"]
+    picked = metal[np.random.default_rng(5).random(len(metal)) < 0.1]
+    half = len(picked) // 2
+    cols.loc[picked[:half], "state"] = int(FitState.MAX_ITERATIONS)
+    cols.loc[picked[half:], "state"] = int(FitState.UNCERTAIN)
+    res = metal_spacings(cols, PS, (640, 640), exclude_radius_A=4.0, brightness="amplitude")
+    used = set(res.bonds["i"]) | set(res.bonds["j"])
+    assert not used & set(picked)
+    assert res.summary["unreliable_fits"] == {"MAX_ITERATIONS": half,
+                                              "UNCERTAIN": len(picked) - half}
+    assert 0 < res.summary["unreliable_metal_columns_excluded"] <= len(picked)
+    # The sublattices still see them, and their reliable neighbours stay pristine.
+    assert (res.columns.loc[picked, "sublattice"] == "M").all()
+    everything = metal_spacings(cols, PS, (640, 640), exclude_radius_A=4.0,
+                                brightness="amplitude", reliable_only=False)
+    assert res.summary["pristine_metal_columns"] == (
+        everything.summary["pristine_metal_columns"]
+        - res.summary["unreliable_metal_columns_excluded"])
+    assert everything.summary["unreliable_fits"] == {}
+    assert (set(everything.bonds["i"]) | set(everything.bonds["j"])) & set(picked)
