@@ -99,11 +99,11 @@ def _runnable(code: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["python-api.md", "deployment.md"])
+@pytest.mark.parametrize("page", ["docs/python-api.md", "docs/deployment.md", "README.md"])
 def test_python_examples_run_as_scripts(page, tmp_path):
     """Every example is a plain script: `python example_N.py`, in order, in an empty folder."""
     outputs: dict[int, str] = {}
-    for n, code in enumerate(blocks(ROOT / "docs" / page, "python"), 1):
+    for n, code in enumerate(blocks(ROOT / page, "python"), 1):
         if not _runnable(code):
             continue
         script = tmp_path / f"example_{n:02d}.py"
@@ -114,11 +114,11 @@ def test_python_examples_run_as_scripts(page, tmp_path):
                                       f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
         outputs[n] = proc.stdout
     assert outputs
-    if page == "python-api.md":
+    if page == "docs/python-api.md":
         assert (tmp_path / "demo-run" / "run.json").exists()
         assert (tmp_path / "wse2.zarr").is_dir() and (tmp_path / "wse2-find").is_dir()
         # the restartable run: the second call skipped every block of the first
-        code = blocks(ROOT / "docs" / page, "python")
-        n = next(i for i, c in enumerate(code, 1) if "again = run_mosaic" in c)
+        n = next(i for i, c in enumerate(blocks(ROOT / page, "python"), 1)
+                 if "again = run_mosaic" in c)
         first, skipped = outputs[n].splitlines()[:2]
         assert int(skipped) == int(first.split()[0]) > 0
